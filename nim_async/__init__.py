@@ -1,0 +1,75 @@
+"""nim_async: an asyncio client for the NetEase IM (CommsEase) server API's message functions."""
+
+from __future__ import annotations
+
+from ._client import CHINA_URL, OVERSEAS_URL, NimClient
+from ._errors import (
+    DuplicateRequest,
+    InvalidRequest,
+    NimAPIError,
+    NimConnectionError,
+    NimError,
+    NimTimeout,
+    NotFound,
+    ParameterError,
+    PermissionDenied,
+    RateLimited,
+    RecallExpired,
+    ServerError,
+)
+from ._limits import ActionLimits, Limiter, LocalLimiter, Rate, RateLimits
+from ._models import (
+    Body,
+    Broadcast,
+    Custom,
+    File,
+    Image,
+    Location,
+    MessageOption,
+    Push,
+    SendResult,
+    Text,
+    Tip,
+    Video,
+    Voice,
+)
+from ._retry import RetryPolicy
+
+__all__ = [
+    "CHINA_URL",
+    "OVERSEAS_URL",
+    "ActionLimits",
+    "Body",
+    "Broadcast",
+    "Custom",
+    "DuplicateRequest",
+    "File",
+    "Image",
+    "InvalidRequest",
+    "Limiter",
+    "LocalLimiter",
+    "Location",
+    "MessageOption",
+    "NimAPIError",
+    "NimClient",
+    "NimConnectionError",
+    "NimError",
+    "NimTimeout",
+    "NotFound",
+    "ParameterError",
+    "PermissionDenied",
+    "Push",
+    "Rate",
+    "RateLimited",
+    "RateLimits",
+    "RecallExpired",
+    "RetryPolicy",
+    "SendResult",
+    "ServerError",
+    "Text",
+    "Tip",
+    "Video",
+    "Voice",
+]
+
+__version__ = "0.1.0"

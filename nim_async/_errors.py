@@ -1,0 +1,156 @@
+"""The exceptions nim_async raises, and the map from NIM codes to them.
+
+The tree::
+
+    NimError
+    ├── InvalidRequest(NimError, ValueError)   bad input, raised before anything is sent
+    ├── NimAPIError                            the server answered a code other than 200
+    │   ├── ParameterError       414
+    │   ├── PermissionDenied     403
+    │   ├── NotFound             404
+    │   ├── RateLimited          416
+    │   ├── DuplicateRequest     431
+    │   ├── RecallExpired        508
+    │   └── ServerError          500, 503, 514, and HTTP 5xx with a non-JSON body
+    └── NimConnectionError                     the exchange itself failed
+        └── NimTimeout
+
+No exception here ever holds the app secret: they are built from the action name,
+the server's answer and the request's form, never from the signed headers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DuplicateRequest",
+    "InvalidRequest",
+    "NimAPIError",
+    "NimConnectionError",
+    "NimError",
+    "NimTimeout",
+    "NotFound",
+    "ParameterError",
+    "PermissionDenied",
+    "RateLimited",
+    "RecallExpired",
+    "ServerError",
+]
+
+
+class NimError(Exception):
+    """Base class of every exception nim_async raises."""
+
+
+class InvalidRequest(NimError, ValueError):
+    """Raised before anything is sent when a parameter breaks a documented limit.
+
+    Attributes:
+        parameter: The NIM parameter name (``pushcontent``, ``toAccids``, ...).
+        limit: The rule it broke, in words (``at most 500 characters``).
+        actual: What was given, measured the way the limit is (a length, a count, the value).
+    """
+
+    def __init__(self, parameter: str, limit: str, actual: object = None) -> None:
+        self.parameter = parameter
+        self.limit = limit
+        self.actual = actual
+        message = f"{parameter}: must be {limit}"
+        if actual is not None:
+            message += f" (got {actual})"
+        super().__init__(message)
+
+
+class NimAPIError(NimError):
+    """Raised when the server answers a code other than 200.
+
+    Attributes:
+        code: The JSON ``code`` of the answer (or the HTTP status for a non-JSON answer).
+        desc: The server's ``desc``, or ``""`` when it gave none.
+        action: The NIM action, such as ``"msg/sendMsg"``.
+    """
+
+    def __init__(self, code: int, desc: str, action: str) -> None:
+        self.code = code
+        self.desc = desc
+        self.action = action
+        super().__init__(f"{action}: code {code}: {desc}" if desc else f"{action}: code {code}")
+
+    def __reduce__(self) -> tuple[type[NimAPIError], tuple[int, str, str]]:
+        return type(self), (self.code, self.desc, self.action)
+
+
+class ParameterError(NimAPIError):
+    """Raised on code 414: the server rejected a parameter (or the CheckSum)."""
+
+
+class PermissionDenied(NimAPIError):
+    """Raised on code 403: illegal operation or no permission."""
+
+
+class NotFound(NimAPIError):
+    """Raised on code 404: an account, team or message does not exist."""
+
+
+class RateLimited(NimAPIError):
+    """Raised on code 416 once retries are spent: the server blocked the action."""
+
+
+class DuplicateRequest(NimAPIError):
+    """Raised on code 431: the server saw the same HTTP request twice."""
+
+
+class RecallExpired(NimAPIError):
+    """Raised on code 508: the message is older than the recall window."""
+
+
+class ServerError(NimAPIError):
+    """Raised on codes 500, 503 and 514, and on an HTTP 5xx answer without a JSON body.
+
+    Attributes:
+        status: The HTTP status of the answer (200 when the error came as a JSON code).
+    """
+
+    def __init__(self, code: int, desc: str, action: str, *, status: int = 200) -> None:
+        super().__init__(code, desc, action)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type[NimAPIError], tuple[int, str, str]]:
+        return type(self), (self.code, self.desc, self.action)
+
+
+class NimConnectionError(NimError):
+    """Raised when the HTTP exchange failed: no answer came back.
+
+    Attributes:
+        action: The NIM action that was being called.
+        may_have_reached_server: False only when the request surely never left
+            (the connection was never made, or no pooled connection was free);
+            True when the server may have received and carried it out.
+    """
+
+    def __init__(self, message: str, *, action: str, may_have_reached_server: bool) -> None:
+        super().__init__(f"{action}: {message}")
+        self.action = action
+        self.may_have_reached_server = may_have_reached_server
+
+
+class NimTimeout(NimConnectionError):
+    """Raised when connecting, sending or waiting for the answer timed out."""
+
+
+_CODE_TO_ERROR: dict[int, type[NimAPIError]] = {
+    403: PermissionDenied,
+    404: NotFound,
+    414: ParameterError,
+    416: RateLimited,
+    431: DuplicateRequest,
+    500: ServerError,
+    503: ServerError,
+    508: RecallExpired,
+    514: ServerError,
+}
+
+
+def error_for_code(code: int, desc: str, action: str) -> NimAPIError:
+    """Return the exception for a NIM answer ``code`` (``NimAPIError`` for unmapped codes)."""
+    return _CODE_TO_ERROR.get(code, NimAPIError)(code, desc, action)

@@ -1,0 +1,258 @@
+"""Client-side rate limits: ``Rate``, ``RateLimits``, the ``Limiter`` protocol, ``LocalLimiter``.
+
+The server counts a call when it *arrives*, somewhere between our start and our
+answer, and blocks the whole action for 10 s or 60 s after a breach (facts:
+"Frequency control"). Counting starts on our side is not enough: under load
+arrivals drift. So a call holds its slot from the moment it starts until ``per``
+seconds after its answer; then no server window, wherever it falls, can hold
+more than ``calls`` arrivals, whatever the latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol, runtime_checkable
+
+import anyio
+import attrs
+from anyio.lowlevel import RunVar
+
+from . import _actions
+
+__all__ = ["ActionLimits", "Limiter", "LocalLimiter", "Rate", "RateLimits"]
+
+
+@attrs.frozen
+class Rate:
+    """At most ``calls`` calls started in any window of ``per`` seconds.
+
+    Args:
+        calls: The budget of one window.
+        per: The window's length in seconds.
+    """
+
+    calls: int = attrs.field(validator=attrs.validators.gt(0))
+    per: float = attrs.field(converter=float, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class ActionLimits:
+    """Every rate one action must honour, and how long the server blocks it after a breach."""
+
+    rates: tuple[Rate, ...]
+    block: float = attrs.field(converter=float, validator=attrs.validators.ge(0))
+
+    def scaled(self, factor: float) -> ActionLimits:
+        """Return these limits with every period and the block multiplied by ``factor``."""
+        return ActionLimits(
+            tuple(Rate(rate.calls, rate.per * factor) for rate in self.rates), self.block * factor
+        )
+
+
+# facts, "Frequency control": 100/s with a 10 s block is the plan default for every action.
+_PLAN_DEFAULT = ActionLimits((Rate(100, 1),), block=10)
+_DAY = 24 * 60 * 60
+
+
+def _frozen_mapping(value: Mapping[str, ActionLimits]) -> tuple[tuple[str, ActionLimits], ...]:
+    return tuple(sorted(dict(value).items()))
+
+
+@attrs.frozen
+class RateLimits:
+    """The client-side budget of every action, immutable.
+
+    Build it with :meth:`default`, then derive changed copies with
+    :meth:`with_action` (a bigger plan) or :meth:`scaled` (compressed time for
+    tests and demos).
+
+    Args:
+        actions: Limits per action (``"msg/sendMsg"`` form).
+        fallback: The limits of every action not listed.
+    """
+
+    actions: tuple[tuple[str, ActionLimits], ...] = attrs.field(
+        default=(), converter=_frozen_mapping
+    )
+    fallback: ActionLimits = _PLAN_DEFAULT
+    _by_action: dict[str, ActionLimits] = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_by_action", dict(self.actions))
+
+    @classmethod
+    def default(cls) -> RateLimits:
+        """Return the documented limits of the default plan.
+
+        Every action: 100 calls/s, blocked 10 s after a breach. sendBatchMsg and
+        sendBatchAttachMsg: 120 calls/min, blocked 60 s. broadcastMsg: 10 calls/min
+        and 1000 calls/day, blocked 60 s (seed "消息功能" and facts "Frequency control").
+        """
+        batch = ActionLimits((Rate(120, 60),), block=60)
+        return cls(
+            {
+                _actions.SEND_BATCH_MSG: batch,
+                _actions.SEND_BATCH_ATTACH_MSG: batch,
+                _actions.BROADCAST: ActionLimits((Rate(10, 60), Rate(1000, _DAY)), block=60),
+            }
+        )
+
+    def for_action(self, action: str) -> ActionLimits:
+        """Return the limits of ``action`` (``"msg/sendMsg"`` form)."""
+        return self._by_action.get(action, self.fallback)
+
+    def with_action(self, action: str, *rates: Rate, block: float | None = None) -> RateLimits:
+        """Return a copy in which ``action`` has ``rates`` (and ``block``, if given).
+
+        Args:
+            action: ``"sendMsg"``, ``"msg/sendMsg"`` or ``"job/nos/del"``.
+            *rates: The new rates; none keeps the current ones (to change only the block).
+            block: Seconds the server blocks the action after a breach; None keeps it.
+
+        Raises:
+            ValueError: Unknown action.
+        """
+        path = _actions.canonical_action(action)
+        current = self.for_action(path)
+        changed = ActionLimits(rates or current.rates, current.block if block is None else block)
+        return attrs.evolve(self, actions={**self._by_action, path: changed})
+
+    def scaled(self, factor: float) -> RateLimits:
+        """Return a copy with every period and block multiplied by ``factor``.
+
+        ``RateLimits.default().scaled(0.01)`` turns 120 calls/min into 120 calls
+        per 0.6 s: the same shape in compressed time, for tests and demos.
+        """
+        if factor <= 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        return RateLimits(
+            {action: limits.scaled(factor) for action, limits in self.actions},
+            self.fallback.scaled(factor),
+        )
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """Where the state of the rate limits lives: this process, or a shared store.
+
+    ``key`` names one budget (the app key and the action); ``limits`` are its rates.
+    """
+
+    def slot(
+        self, key: str, limits: ActionLimits, *, hold: float
+    ) -> AbstractAsyncContextManager[None]:
+        """Wait for a free slot under every rate of ``limits``, hold it while the body runs.
+
+        The slot stays taken until each rate's ``per`` has passed after the body
+        ends. ``hold`` is the longest the body can run (the request timeout); a
+        shared store uses it to free slots of a crashed holder.
+        Used as ``async with limiter.slot(...)``.
+        """
+        ...
+
+    async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
+        """Admit no call for ``key`` during the next ``seconds`` (the server blocked it)."""
+        ...
+
+
+class _Window:
+    """One rate's slots: the ones in flight and the end times of the finished ones."""
+
+    __slots__ = ("calls", "ends", "in_flight", "per")
+
+    def __init__(self, rate: Rate) -> None:
+        self.calls = rate.calls
+        self.per = rate.per
+        self.in_flight = 0
+        # Appended as now + per with a monotonic now and a fixed per: always sorted.
+        self.ends: deque[float] = deque()
+
+    def free_at(self, now: float) -> float:
+        """Return when a slot is free: ``now``, a later time, or inf (wait for an answer)."""
+        while self.ends and self.ends[0] <= now:
+            self.ends.popleft()
+        excess = self.in_flight + len(self.ends) - self.calls
+        if excess < 0:
+            return now
+        return self.ends[excess] if excess < len(self.ends) else math.inf
+
+
+class _Budget:
+    """The state of one key: its windows, its block, and the queue of its waiters."""
+
+    __slots__ = ("blocked_until", "changed", "queue", "windows")
+
+    def __init__(self, limits: ActionLimits) -> None:
+        self.windows = [_Window(rate) for rate in limits.rates]
+        self.blocked_until = -math.inf
+        self.queue = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
+        self.changed = anyio.Event()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+_shared_budgets: RunVar[dict[str, _Budget]] = RunVar("nim_async_budgets")
+
+
+class LocalLimiter:
+    """Rate limits held in this process, shared by every client on the event loop.
+
+    Two ``NimClient`` objects with the same app key in one process draw from one
+    budget, because the state lives in the running event loop, not in the
+    limiter object. Waiters are admitted first come, first served; a fresh
+    window admits its whole budget at once.
+    """
+
+    __slots__ = ()
+
+    def _budget(self, key: str, limits: ActionLimits) -> _Budget:
+        try:
+            budgets = _shared_budgets.get()
+        except LookupError:
+            budgets = {}
+            _shared_budgets.set(budgets)
+        budget = budgets.get(key)
+        if budget is None or len(budget.windows) != len(limits.rates):
+            budget = budgets[key] = _Budget(limits)
+        return budget
+
+    @asynccontextmanager
+    async def slot(self, key: str, limits: ActionLimits, *, hold: float) -> AsyncIterator[None]:
+        """Wait for a free slot of every rate of ``key``; hold it while the body runs.
+
+        Guarantees that, for each rate, the calls holding a slot at any moment
+        (in flight, or answered less than ``per`` seconds ago) never exceed
+        ``calls``, and that no slot is handed out before a block has passed.
+        """
+        budget = self._budget(key, limits)
+        async with budget.queue:
+            while True:
+                now = anyio.current_time()
+                ready_at = max(
+                    [budget.blocked_until, *(window.free_at(now) for window in budget.windows)]
+                )
+                if ready_at <= now:
+                    break
+                changed = budget.changed
+                with anyio.move_on_after(ready_at - now if ready_at < math.inf else None):
+                    await changed.wait()
+            for window in budget.windows:
+                window.in_flight += 1
+        try:
+            yield
+        finally:
+            end = anyio.current_time()
+            for window in budget.windows:
+                window.in_flight -= 1
+                window.ends.append(end + window.per)
+            budget.notify()
+
+    async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
+        """Admit no call for ``key`` until ``seconds`` from now."""
+        budget = self._budget(key, limits)
+        budget.blocked_until = max(budget.blocked_until, anyio.current_time() + seconds)

@@ -1,0 +1,235 @@
+"""Message bodies, options and results: frozen attrs classes.
+
+The bodies follow the seed's "消息格式示例": each knows its NIM ``type`` code and
+turns itself into the JSON object that goes in the ``body`` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = [
+    "Body",
+    "Broadcast",
+    "Custom",
+    "File",
+    "Image",
+    "Location",
+    "MessageOption",
+    "Push",
+    "SendResult",
+    "Text",
+    "Tip",
+    "Video",
+    "Voice",
+]
+
+
+class Body:
+    """Base class of the message bodies; ``type`` is the NIM message type code."""
+
+    __slots__ = ()
+    __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
+    type: ClassVar[int]
+
+    def to_json(self) -> Any:
+        """Return the JSON object that goes in the ``body`` form field (unset fields left out)."""
+        return attrs.asdict(self, filter=lambda field, value: value is not None)
+
+
+@attrs.frozen
+class Text(Body):
+    """A text message (type 0)."""
+
+    type: ClassVar[int] = 0
+    msg: str
+
+
+@attrs.frozen
+class Image(Body):
+    """An image message (type 1): the file's URL, md5, suffix, size in pixels and bytes."""
+
+    type: ClassVar[int] = 1
+    url: str
+    md5: str
+    ext: str
+    w: int
+    h: int
+    size: int
+    name: str | None = None
+
+
+@attrs.frozen
+class Voice(Body):
+    """A voice message (type 2): ``dur`` in milliseconds; the seed allows only aac."""
+
+    type: ClassVar[int] = 2
+    url: str
+    md5: str
+    dur: int
+    size: int
+    ext: str = "aac"
+
+
+@attrs.frozen
+class Video(Body):
+    """A video message (type 3): ``dur`` in milliseconds, ``w``/``h`` in pixels."""
+
+    type: ClassVar[int] = 3
+    url: str
+    md5: str
+    dur: int
+    w: int
+    h: int
+    size: int
+    ext: str
+
+
+@attrs.frozen
+class Location(Body):
+    """A location message (type 4)."""
+
+    type: ClassVar[int] = 4
+    title: str
+    lng: float
+    lat: float
+
+
+@attrs.frozen
+class File(Body):
+    """A file message (type 6)."""
+
+    type: ClassVar[int] = 6
+    url: str
+    md5: str
+    name: str
+    ext: str
+    size: int
+
+
+@attrs.frozen
+class Tip(Body):
+    """A tip message (type 10), shown in the conversation as a notice."""
+
+    type: ClassVar[int] = 10
+    msg: str
+
+
+@attrs.frozen
+class Custom(Body):
+    """A custom message (type 100): ``data`` is any JSON-able value, sent as the body."""
+
+    type: ClassVar[int] = 100
+    data: Any
+
+    def to_json(self) -> Any:
+        """Return ``data`` itself: a custom body is the app's own JSON."""
+        return self.data
+
+
+# Python keyword → the key NIM reads inside the ``option`` JSON (seed, sendMsg "option").
+_OPTION_KEYS = {
+    "roam": "roam",
+    "history": "history",
+    "sendersync": "sendersync",
+    "push": "push",
+    "route": "route",
+    "badge": "badge",
+    "need_push_nick": "needPushNick",
+    "persistent": "persistent",
+    "session_update": "sessionUpdate",
+}
+
+
+@attrs.frozen
+class MessageOption:
+    """The ``option`` of a message: each field None leaves the server default, and is not sent.
+
+    System notifications (``send_attach_msg`` and the batch variant) read only
+    ``badge``, ``need_push_nick`` and ``route``.
+
+    Args:
+        roam: Keep the message for roaming (default true).
+        history: Keep it in the cloud history (default true).
+        sendersync: Sync it to the sender's other devices (default true).
+        push: Send an APNs / notification-bar push (default true).
+        route: Copy it to the app's server (default true).
+        badge: Count it as unread (default true).
+        need_push_nick: Put the sender's nickname in the push (default true for
+            messages, false for system notifications).
+        persistent: Keep it as an offline message (default true).
+        session_update: Make it the session's last message (default true).
+    """
+
+    roam: bool | None = None
+    history: bool | None = None
+    sendersync: bool | None = None
+    push: bool | None = None
+    route: bool | None = None
+    badge: bool | None = None
+    need_push_nick: bool | None = None
+    persistent: bool | None = None
+    session_update: bool | None = None
+
+    def to_json(self) -> dict[str, bool]:
+        """Return the ``option`` JSON object holding only the fields that are set."""
+        return {
+            key: value
+            for name, key in _OPTION_KEYS.items()
+            if (value := getattr(self, name)) is not None
+        }
+
+
+@attrs.frozen
+class Push:
+    """The push notification of a message: its text and its payload.
+
+    Args:
+        content: ``pushcontent``, the text shown (at most 500 characters).
+        payload: ``payload``, a JSON object handed to the app (at most 2000
+            characters as JSON).
+    """
+
+    content: str | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class SendResult:
+    """What the server answered to ``send_msg``.
+
+    Attributes:
+        msgid: The message id; keep it with ``timetag`` to recall the message.
+        timetag: When the server stored the message, in epoch milliseconds.
+        antispam: Whether the anti-spam check flagged the message.
+    """
+
+    msgid: int
+    timetag: int
+    antispam: bool = False
+
+
+@attrs.frozen
+class Broadcast:
+    """What the server answered to ``broadcast``.
+
+    Attributes:
+        broadcast_id: The id of the broadcast.
+        body: The text that was broadcast.
+        create_time: When it was created, in epoch milliseconds.
+        expire_time: When its offline copy expires, in epoch milliseconds (None if not kept).
+        is_offline: Whether it is kept for offline users.
+        target_os: The client platforms it was sent to.
+        from_: The sender's accid, when one was given.
+    """
+
+    broadcast_id: int
+    body: str
+    create_time: int
+    expire_time: int | None = None
+    is_offline: bool = False
+    target_os: tuple[str, ...] = ()
+    from_: str | None = None

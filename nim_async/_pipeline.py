@@ -1,0 +1,223 @@
+"""The one request pipeline every endpoint goes through.
+
+validate → acquire the rate limit → sign → POST → decode → map the code to a
+result or an exception → retry if (and only if) safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from typing import IO, Any, Generic, TypeVar
+from urllib.parse import urlencode
+
+import anyio
+import attrs
+import httpx
+
+from ._errors import (
+    NimAPIError,
+    NimConnectionError,
+    NimError,
+    NimTimeout,
+    RateLimited,
+    ServerError,
+    error_for_code,
+)
+from ._forms import Form
+from ._limits import ActionLimits, Limiter, RateLimits
+from ._retry import RetryPolicy
+from ._validate import validate
+
+__all__ = ["Endpoint", "Pipeline", "Upload"]
+
+logger = logging.getLogger("nim_async")
+
+T = TypeVar("T")
+Answer = dict[str, Any]
+
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
+
+
+@attrs.frozen
+class Endpoint(Generic[T]):
+    """One NIM action: its path, whether repeating it is harmless, and how to read its answer.
+
+    Args:
+        action: The path without ``.action``, e.g. ``"msg/sendMsg"``.
+        decode: Turns the server's JSON answer (code 200) into the method's result.
+        idempotent: A second call has no further effect, so an ambiguous
+            failure may be retried by default.
+    """
+
+    action: str
+    decode: Callable[[Answer], T]
+    idempotent: bool = False
+
+
+@attrs.frozen
+class Upload:
+    """A multipart file part; ``open`` gives a fresh readable stream for each attempt."""
+
+    filename: str
+    open: Callable[[], IO[bytes]]
+
+
+@contextmanager
+def _map_transport_errors(action: str) -> Iterator[None]:
+    """Turn httpx's transport errors into ``NimConnectionError``, saying truthfully
+    whether the request may have reached the server."""
+    try:
+        yield
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # Nothing was written to any socket: the request never left.
+        raise NimTimeout(repr(exc), action=action, may_have_reached_server=False) from exc
+    except httpx.TimeoutException as exc:
+        raise NimTimeout(repr(exc), action=action, may_have_reached_server=True) from exc
+    except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        raise NimConnectionError(repr(exc), action=action, may_have_reached_server=False) from exc
+    except httpx.TransportError as exc:
+        # Read/write errors, a peer that hung up mid-answer, proxies: the
+        # request may have been received and carried out.
+        raise NimConnectionError(repr(exc), action=action, may_have_reached_server=True) from exc
+
+
+def _decode(response: httpx.Response, action: str) -> Answer:
+    """Read a NIM answer: its JSON ``code`` decides, the HTTP status only when there is no JSON."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("code"), int):
+        # A gateway in front of NIM (facts: "HTTP 502/503/504 with an HTML body").
+        desc = f"HTTP {response.status_code} without a NIM answer: {response.text[:200]!r}"
+        if response.status_code >= 500 or response.status_code == 200:
+            raise ServerError(response.status_code, desc, action, status=response.status_code)
+        raise error_for_code(response.status_code, desc, action)
+    code: int = answer["code"]
+    if code == 200:
+        return answer
+    error = error_for_code(code, str(answer.get("desc", "")), action)
+    if isinstance(error, ServerError):
+        error.status = response.status_code
+    raise error
+
+
+class Pipeline:
+    """Sends one endpoint call through validation, the limiter, signing, retries and decoding."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        app_key: str,
+        rate_limits: RateLimits | None,
+        limiter: Limiter,
+        retry: RetryPolicy,
+        hold: float,
+    ) -> None:
+        self._http = http
+        self._app_key = app_key
+        self._rate_limits = rate_limits
+        self._limiter = limiter
+        self._retry = retry
+        self._hold = hold
+
+    async def call(
+        self,
+        endpoint: Endpoint[T],
+        form: Form,
+        *,
+        upload: Upload | None = None,
+    ) -> T:
+        """Validate ``form``, send it, and return the decoded answer.
+
+        Raises:
+            InvalidRequest: ``form`` breaks a documented limit; nothing was sent.
+            NimAPIError: The server answered an error code (after any safe retries).
+            NimConnectionError: No answer came back (after any safe retries).
+        """
+        fields = {name: value for name, value in form.items() if value is not None}
+        validate(endpoint.action, fields)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return endpoint.decode(
+                    await self._attempt(endpoint.action, fields, upload, attempt)
+                )
+            except NimError as error:
+                if not self._retry.should_retry(
+                    error, attempt=attempt, idempotent=endpoint.idempotent
+                ):
+                    raise
+                await self._before_retry(endpoint.action, error, attempt)
+
+    def _limits(self, action: str) -> ActionLimits | None:
+        return None if self._rate_limits is None else self._rate_limits.for_action(action)
+
+    def _slot(self, action: str) -> AbstractAsyncContextManager[None]:
+        limits = self._limits(action)
+        if limits is None:
+            return nullcontext()
+        return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self._hold)
+
+    async def _attempt(
+        self, action: str, fields: Mapping[str, str], upload: Upload | None, attempt: int
+    ) -> Answer:
+        outcome: object = "?"
+        started = time.perf_counter()
+        sent_at: float | None = None
+        try:
+            async with self._slot(action):
+                sent_at = time.perf_counter()
+                with _map_transport_errors(action):
+                    response = await self._post(action, fields, upload)
+            answer = _decode(response, action)
+            outcome = 200
+            return answer
+        except NimAPIError as error:
+            outcome = error.code
+            raise
+        except NimConnectionError as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            ended = time.perf_counter()
+            logger.debug(
+                "action=%s attempt=%d outcome=%s elapsed_ms=%.1f waited_ms=%.1f",
+                action,
+                attempt,
+                outcome,
+                (ended - started) * 1000,
+                ((sent_at or ended) - started) * 1000,
+            )
+
+    async def _post(
+        self, action: str, fields: Mapping[str, str], upload: Upload | None
+    ) -> httpx.Response:
+        url = f"{action}.action"
+        if upload is None:
+            return await self._http.post(
+                url,
+                content=urlencode(fields).encode(),
+                headers={"Content-Type": _FORM_CONTENT_TYPE},
+            )
+        with upload.open() as stream:
+            return await self._http.post(
+                url, data=dict(fields), files={"content": (upload.filename, stream)}
+            )
+
+    async def _before_retry(self, action: str, error: NimError, attempt: int) -> None:
+        """Wait before the next attempt: out the server's block after a 416, else a backoff."""
+        if isinstance(error, RateLimited):
+            limits = self._limits(action)
+            if limits is not None:
+                # The limiter holds every waiter of this action until the block ends.
+                await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
+                return
+            await anyio.sleep(RateLimits.default().for_action(action).block)
+            return
+        await anyio.sleep(self._retry.backoff(attempt))

@@ -1,0 +1,275 @@
+"""Client-side limits: one table of field rules, checked on the form as it goes on the wire.
+
+A rule is a row: the NIM parameter, the limit in words, a check, and the
+actions it applies to. Lengths count characters of the value as sent (seed:
+"最大长度5000字符"), so rules run on the encoded form, after serialization and
+before the rate limiter, the signature or any byte on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from . import _actions as act
+from ._errors import InvalidRequest
+
+__all__ = ["MAX_UPLOAD_BYTES", "check_upload_size", "validate"]
+
+# A check gets the parameter's wire value and the whole form; it returns None
+# when the value is fine, or what to report as the value's size ("got ...").
+Check = Callable[[str, Mapping[str, str]], object]
+
+MAX_UPLOAD_BYTES = 15 * 1024 * 1024  # seed, upload: "最大15M"
+_DAY_MS = 24 * 60 * 60 * 1000
+# The NIM service runs on China time; "today" in job/nos/del is a China day.
+_CHINA = dt.timezone(dt.timedelta(hours=8))
+_TARGET_OS = ("ios", "aos", "pc", "web", "mac")
+
+
+@attrs.frozen
+class _Rule:
+    parameter: str
+    limit: str
+    check: Check
+    actions: frozenset[str] | None = None  # None: every action that sends the parameter
+
+
+def _max_chars(limit: int) -> Check:
+    return lambda value, form: f"{len(value)} characters" if len(value) > limit else None
+
+
+def _not_empty(value: str, form: Mapping[str, str]) -> object:
+    return "an empty string" if not value else None
+
+
+def _json(value: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(value)
+    except ValueError:
+        return False, None
+
+
+def _json_object(max_chars: int | None = None) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        if max_chars is not None and len(value) > max_chars:
+            return f"{len(value)} characters"
+        ok, decoded = _json(value)
+        return None if ok and isinstance(decoded, dict) else "not a JSON object"
+
+    return check
+
+
+def _json_text(max_chars: int) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        if len(value) > max_chars:
+            return f"{len(value)} characters"
+        return None if _json(value)[0] else "not JSON"
+
+    return check
+
+
+def _accid_array(max_items: int | None, *, min_items: int = 0) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        ok, decoded = _json(value)
+        if not ok or not isinstance(decoded, list):
+            return "not a JSON array"
+        if max_items is not None and len(decoded) > max_items:
+            return f"{len(decoded)} accids"
+        if len(decoded) < min_items:
+            return f"{len(decoded)} accids"
+        for accid in decoded:
+            if not isinstance(accid, str) or not 0 < len(accid) <= 32:
+                return f"accid {accid!r}"
+        return None
+
+    return check
+
+
+def _to_accids(value: str, form: Mapping[str, str]) -> object:
+    # seed, sendBatchMsg returnMsgid: "toAccids包含的账号数量不可以超过100个"
+    limit = 100 if form.get("returnMsgid") == "true" else 500
+    return _accid_array(limit, min_items=1)(value, form)
+
+
+def _one_of(*allowed: str) -> Check:
+    return lambda value, form: None if value in allowed else repr(value)
+
+
+def _int_at_least(minimum: int) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        try:
+            return None if int(value) >= minimum else value
+        except ValueError:
+            return repr(value)
+
+    return check
+
+
+def _antispam_custom(value: str, form: Mapping[str, str]) -> object:
+    # seed, sendMsg antispamCustom: {"type":1,"data":"custom content"}, type 1 text, 2 image
+    if len(value) > 5000:
+        return f"{len(value)} characters"
+    ok, decoded = _json(value)
+    if not ok or not isinstance(decoded, dict):
+        return "not a JSON object"
+    if decoded.get("type") not in (1, 2) or not isinstance(decoded.get("data"), str):
+        return json.dumps(decoded, ensure_ascii=False)[:80]
+    return None
+
+
+def _target_os(value: str, form: Mapping[str, str]) -> object:
+    ok, decoded = _json(value)
+    if not ok or not isinstance(decoded, list) or not decoded:
+        return "not a non-empty JSON array"
+    unknown = [name for name in decoded if name not in _TARGET_OS]
+    return f"{unknown}" if unknown else None
+
+
+def _team_only(kind_parameter: str) -> Check:
+    # seed: forcepushlist, forcepushall, markRead "发送群消息时 / 仅对群消息有效".
+    return lambda value, form: None if form.get(kind_parameter) == "1" else "a one-to-one message"
+
+
+def _option_keys(*allowed: str) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        ok, decoded = _json(value)
+        if not ok or not isinstance(decoded, dict):
+            return "not a JSON object"
+        unknown = sorted(set(decoded) - set(allowed))
+        return f"{unknown}" if unknown else None
+
+    return check
+
+
+def _start_of_china_today() -> int:
+    now = dt.datetime.now(_CHINA)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(midnight.timestamp() * 1000)
+
+
+def _end_time(value: str, form: Mapping[str, str]) -> object:
+    # seed, job/nos/del: startTime < endTime, both > 0, the span over 1 day and
+    # within 7 days, and endTime before today.
+    start, end = int(form["startTime"]), int(value)
+    if not 0 < start < end:
+        return f"startTime {start}, endTime {end}"
+    if not _DAY_MS <= end - start <= 7 * _DAY_MS:
+        return f"a span of {(end - start) / _DAY_MS:.3f} days"
+    if end >= _start_of_china_today():
+        return f"endTime {end}"
+    return None
+
+
+_SENDS = frozenset({act.SEND_MSG, act.SEND_BATCH_MSG})
+_ATTACHES = frozenset({act.SEND_ATTACH_MSG, act.SEND_BATCH_ATTACH_MSG})
+_UPLOADS = frozenset({act.UPLOAD, act.FILE_UPLOAD})
+_NOT_RECALL = frozenset(act.ACTIONS - {act.RECALL})
+
+_RULES: tuple[_Rule, ...] = (
+    # Accounts and team ids (seed: "最大32字符").
+    _Rule("from", "a non-empty accid", _not_empty),
+    _Rule("from", "at most 32 characters", _max_chars(32)),
+    _Rule("fromAccid", "a non-empty accid", _not_empty),
+    _Rule("fromAccid", "at most 32 characters", _max_chars(32)),
+    _Rule("to", "a non-empty accid or team id", _not_empty),
+    _Rule("to", "at most 32 characters", _max_chars(32)),
+    _Rule(
+        "toAccids",
+        "a JSON array of 1 to 500 accids of 1 to 32 characters (at most 100 with returnMsgid)",
+        _to_accids,
+    ),
+    # Message content.
+    _Rule("body", "JSON of at most 5000 characters", _json_text(5000), _SENDS),
+    _Rule("body", "at most 4096 characters", _max_chars(4096), frozenset({act.BROADCAST})),
+    _Rule("msgDesc", "at most 500 characters", _max_chars(500)),
+    _Rule("attach", "at most 4096 characters", _max_chars(4096), _ATTACHES),
+    _Rule("attach", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),
+    _Rule("msg", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),
+    _Rule("ext", "at most 1024 characters", _max_chars(1024)),
+    _Rule("subType", "an integer greater than 0", _int_at_least(1)),
+    _Rule("option", "a JSON object", _json_object()),
+    # seed, sendAttachMsg option: only badge, needPushNick and route.
+    _Rule(
+        "option",
+        "a MessageOption with only badge, need_push_nick and route set",
+        _option_keys("badge", "needPushNick", "route"),
+        _ATTACHES,
+    ),
+    _Rule(
+        "antispamCustom",
+        'a JSON object {"type": 1 or 2, "data": str} of at most 5000 characters',
+        _antispam_custom,
+    ),
+    _Rule("yidunAntiCheating", "JSON of at most 1024 characters", _json_text(1024)),
+    _Rule("useYidun", "0 (the only value the server takes)", _one_of("0")),
+    # Push (recall's pushcontent is truncated by the server past 500, not refused).
+    _Rule("pushcontent", "at most 500 characters", _max_chars(500), _NOT_RECALL),
+    _Rule("payload", "a JSON object of at most 2000 characters", _json_object(2000)),
+    _Rule("sound", "at most 30 characters", _max_chars(30)),
+    _Rule("forcePushContent", "at most 500 characters", _max_chars(500)),
+    _Rule("forcepushlist", "a JSON array of accids", _accid_array(None)),
+    _Rule("forcePushList", "a JSON array of at most 100 accids", _accid_array(100)),
+    _Rule("forcepushlist", "used only for team messages (team=True)", _team_only("ope")),
+    _Rule("forcepushcontent", "used only for team messages (team=True)", _team_only("ope")),
+    _Rule("forcepushall", "used only for team messages (team=True)", _team_only("ope")),
+    _Rule("markRead", "used only for team messages (team=True)", _team_only("ope")),
+    _Rule("forcePushList", "used only for team notifications (team=True)", _team_only("msgtype")),
+    _Rule("forcePushAll", "used only for team notifications (team=True)", _team_only("msgtype")),
+    # Flags.
+    _Rule("save", "1 (online only) or 2 (kept offline)", _one_of("1", "2")),
+    _Rule("markRead", "0 or 1", _one_of("0", "1")),
+    _Rule("msgSenderNoSense", "0 or 1", _one_of("0", "1")),
+    _Rule("msgReceiverNoSense", "0 or 1", _one_of("0", "1")),
+    _Rule("ignoreTime", "1 (the only value the server takes)", _one_of("1")),
+    _Rule("env", "at most 32 characters", _max_chars(32)),
+    # Uploads and the NOS clean-up job.
+    _Rule("expireSec", "at least 86400 seconds", _int_at_least(86400), _UPLOADS),
+    _Rule("tag", "at most 32 characters", _max_chars(32)),
+    _Rule(
+        "endTime",
+        "after startTime > 0, 1 to 7 days after it, and before today (China time)",
+        _end_time,
+        frozenset({act.CLEAN_NOS}),
+    ),
+    # Broadcasts.
+    _Rule("targetOs", f"a non-empty subset of {list(_TARGET_OS)}", _target_os),
+    _Rule("ttl", "a whole number of hours, at least 1", _int_at_least(1)),
+)
+
+
+def _rules_by_action() -> dict[str, tuple[_Rule, ...]]:
+    return {
+        action: tuple(rule for rule in _RULES if rule.actions is None or action in rule.actions)
+        for action in act.ACTIONS
+    }
+
+
+_RULES_BY_ACTION = _rules_by_action()
+
+
+def validate(action: str, form: Mapping[str, str]) -> None:
+    """Check every rule of ``action`` that applies to a parameter present in ``form``.
+
+    Raises:
+        InvalidRequest: The first broken rule, naming the parameter, the limit
+            and the value's size.
+    """
+    for rule in _RULES_BY_ACTION[action]:
+        value = form.get(rule.parameter)
+        if value is not None and (actual := rule.check(value, form)) is not None:
+            raise InvalidRequest(rule.parameter, rule.limit, actual)
+
+
+def check_upload_size(size: int) -> None:
+    """Refuse an upload over 15 MB before reading or sending it.
+
+    Raises:
+        InvalidRequest: ``size`` is over ``MAX_UPLOAD_BYTES``.
+    """
+    if size > MAX_UPLOAD_BYTES:
+        raise InvalidRequest("content", f"at most {MAX_UPLOAD_BYTES} bytes (15 MB)", size)
