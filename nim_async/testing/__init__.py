@@ -1,0 +1,18 @@
+"""A stand-in NIM server for tests and demos: ``from nim_async.testing import NimEmulator``.
+
+Needs the ``emulator`` extra (Starlette, python-multipart, uvicorn) to serve;
+importing this package does not, so the pytest plugin loads without it.
+"""
+
+from ._emulator import NimEmulator
+from ._records import Call, NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+
+__all__ = [
+    "Call",
+    "NimEmulator",
+    "NosTask",
+    "RoamDeletion",
+    "StoredBroadcast",
+    "StoredMessage",
+    "Upload",
+]

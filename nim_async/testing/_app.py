@@ -1,0 +1,155 @@
+"""The ASGI app: HTTP in and out, and nothing else.
+
+It decodes each request under ``/nimserver/`` into a `Request` (headers, form or
+multipart body), hands it to the emulator, and writes the `Answer` back: JSON as
+``application/json; charset=utf-8`` (seeds: every answer example), or the HTML
+page of an injected gateway failure. ``GET /nos/<id>`` serves uploaded files.
+This is the only module that imports Starlette.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ._records import Upload
+from ._rules import MAX_UPLOAD_BYTES
+from ._wire import Answer, Request
+
+__all__ = ["build_app"]
+
+_SUFFIX = ".action"
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Starlette refuses multipart text parts over 1 MB by default; a "content" part
+# sent without a filename may be as large as an upload.
+_MAX_PART = MAX_UPLOAD_BYTES * 2
+
+
+def _content_type(header: str) -> tuple[str, dict[str, str]]:
+    media_type, *params = header.split(";")
+    options = {}
+    for param in params:
+        name, _, value = param.partition("=")
+        options[name.strip().lower()] = value.strip().strip('"')
+    return media_type.strip().lower(), options
+
+
+async def _urlencoded(request: HttpRequest, charset: str) -> tuple[dict[str, str], str | None]:
+    # Parsed here rather than by Starlette, which caps each field at 1 MB (too
+    # small for a 15 MB upload in base64) and reads raw bytes as latin-1.
+    body = await request.body()
+    try:
+        text = body.decode(charset)
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return {}, f"the form body is not valid {charset}"
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)  # the first of repeated fields, like a servlet's getParameter
+    return form, None
+
+
+async def _multipart(request: HttpRequest) -> tuple[dict[str, str], dict[str, bytes], str | None]:
+    form: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    try:
+        data = await request.form(max_part_size=_MAX_PART)
+    except (HTTPException, ValueError) as exc:
+        return form, files, f"the multipart body cannot be read: {getattr(exc, 'detail', exc)}"
+    try:
+        for name, value in data.multi_items():
+            if isinstance(value, UploadFile):
+                if name not in files:
+                    files[name] = await value.read()
+            else:
+                form.setdefault(name, value)
+    finally:
+        await data.close()
+    return form, files, None
+
+
+async def _decode(request: HttpRequest) -> Request:
+    path: str = request.path_params["path"]
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    media_type, options = _content_type(headers.get("content-type", ""))
+    form: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    problem = None
+    if request.method == "POST":
+        if not media_type and not await request.body():
+            # No fields, no Content-Type (what httpx sends for an empty form): an
+            # empty form, so the answer names the missing parameter.
+            media_type = _FORM
+        if media_type == _FORM:
+            form, problem = await _urlencoded(request, options.get("charset") or "utf-8")
+        elif media_type == _MULTIPART:
+            form, files, problem = await _multipart(request)
+    return Request(
+        action=path.removesuffix(_SUFFIX),
+        path=path,
+        method=request.method,
+        headers=headers,
+        media_type=media_type,
+        form=form,
+        files=files,
+        host=headers.get("host") or request.url.netloc,
+        problem=problem,
+    )
+
+
+def _render(answer: Answer) -> Response:
+    if isinstance(answer.body, str):
+        return HTMLResponse(answer.body, status_code=answer.status)
+    body = json.dumps(answer.body, ensure_ascii=False).encode("utf-8")
+    return Response(body, answer.status, media_type="application/json; charset=utf-8")
+
+
+def _media_type(upload: Upload) -> str:
+    kind = upload.type or ""
+    if "/" in kind:
+        return kind
+    # A bare extension ("jpg") is a common `type`; guess its media type.
+    guessed, _ = mimetypes.guess_type(f"file.{kind}") if kind else (None, None)
+    return guessed or "application/octet-stream"
+
+
+def build_app(
+    handle: Callable[[Request], Awaitable[Answer]],
+    download: Callable[[str], Upload | None],
+) -> Starlette:
+    """Build the ASGI app.
+
+    Args:
+        handle: Answers one decoded NIM request (the emulator's pipeline).
+        download: Finds a live upload by id, or ``None``.
+
+    Returns:
+        A Starlette app with ``/nimserver/<action>.action`` and ``/nos/<id>``.
+    """
+
+    async def nim(request: HttpRequest) -> Response:
+        return _render(await handle(await _decode(request)))
+
+    async def nos(request: HttpRequest) -> Response:
+        upload = download(request.path_params["upload_id"])
+        if upload is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        return Response(upload.content, media_type=_media_type(upload))
+
+    return Starlette(
+        routes=[
+            Route("/nimserver/{path:path}", nim, methods=_METHODS),
+            Route("/nos/{upload_id}", nos, methods=["GET", "HEAD"]),
+        ]
+    )

@@ -1,0 +1,353 @@
+"""`NimEmulator`: a stateful stand-in for the NIM server's message API.
+
+Written from the seed documents and the facts file, independent of the client.
+Each request goes through one pipeline (`NimEmulator._answer`):
+
+    known action and POST → signing headers (414) → injected fault, unless after=True
+    → frequency control (416) → Content-Type and parameter rules (414)
+    → the action → injected fault with after=True → latency → answer
+
+and is recorded in `NimEmulator.calls`, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+import httpx
+
+from ._actions import ACTIONS
+from ._checksum import auth_problem
+from ._limiter import FrequencyControl
+from ._records import Call, NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+from ._rules import check
+from ._wire import Answer, Request, html_error, nim_error
+from ._world import World
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+__all__ = ["NimEmulator"]
+
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"  # facts: only msg/fileUpload is multipart
+
+
+@attrs.frozen
+class _Fault:
+    answer: Answer
+    after: bool
+
+
+class NimEmulator:
+    """A stateful NIM server for one app: checks, stores, limits, and fails on demand.
+
+    Use it in-process through `transport` or on a real port through `serve`.
+    It checks the signing headers, Content-Type and every parameter rule of the
+    seeds (414 naming the parameter), knows registered accounts and teams,
+    stores messages (recall finds them), enforces frequency control (416) and
+    answers injected faults.
+
+    Attributes:
+        calls: Every request under ``/nimserver/``, in arrival order, rejected ones included.
+        rate_limited: How many calls frequency control answered with 416.
+    """
+
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        *,
+        accounts: Iterable[str] | None = None,
+        teams: Mapping[str, Iterable[str]] | None = None,
+        rate_limits: object | None = None,
+        unregister_as_string: bool = False,
+        recall_window: float = 120.0,
+    ) -> None:
+        """Create an emulated app.
+
+        Args:
+            app_key: The app key requests must carry in ``AppKey``.
+            app_secret: The secret their ``CheckSum`` is made with.
+            accounts: The registered accids; ``None``: every accid exists.
+            teams: Team id → member accids. A listed team checks that the sender is a
+                member (804 if not); ``None``: every other tid exists too.
+            rate_limits: An object whose ``for_action(action)`` gives the ``rates``
+                (``calls`` per ``per`` seconds) and ``block`` seconds of an action,
+                or ``None``; the client's ``RateLimits`` fits. ``None``: no limits.
+            unregister_as_string: Batch answers give ``unregister`` as a JSON-encoded
+                string of the array (the other documented shape) instead of an array.
+            recall_window: How old (seconds) a message may be for ``msg/recall``
+                without ``ignoreTime`` (facts: two minutes by default).
+
+        Raises:
+            TypeError: ``rate_limits`` has no ``for_action`` method.
+        """
+        self._app_key = app_key
+        self._app_secret = app_secret
+        self._lock = threading.Lock()
+        self._world = World(
+            accounts=accounts,
+            teams=teams,
+            recall_window=recall_window,
+            unregister_as_string=unregister_as_string,
+        )
+        self._control = FrequencyControl(rate_limits)
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._latency: dict[str | None, float] = {}
+        self._app: ASGIApp | None = None
+        self.calls: list[Call] = []
+        self.rate_limited = 0
+
+    def __repr__(self) -> str:
+        return f"NimEmulator(app_key={self._app_key!r}, calls={len(self.calls)})"
+
+    @property
+    def app_key(self) -> str:
+        """The emulated app's key."""
+        return self._app_key
+
+    @property
+    def app_secret(self) -> str:
+        """The emulated app's secret (for building a client in tests)."""
+        return self._app_secret
+
+    @property
+    def messages(self) -> list[StoredMessage]:
+        """Every message and custom notification accepted (batch: one per delivery)."""
+        return self._world.messages
+
+    @property
+    def uploads(self) -> dict[str, Upload]:
+        """Stored uploads by id (``job/nos/del`` removes the ones it matches)."""
+        return self._world.uploads
+
+    @property
+    def nos_tasks(self) -> list[NosTask]:
+        """The clean-up tasks ``job/nos/del`` accepted."""
+        return self._world.nos_tasks
+
+    @property
+    def roam_deletions(self) -> list[RoamDeletion]:
+        """The sessions ``msg/delRoamSession`` deleted."""
+        return self._world.roam_deletions
+
+    @property
+    def broadcasts(self) -> list[StoredBroadcast]:
+        """The broadcasts ``msg/broadcastMsg`` accepted."""
+        return self._world.broadcasts
+
+    @property
+    def app(self) -> ASGIApp:
+        """The ASGI app: ``POST /nimserver/<action>.action`` and ``GET /nos/<id>``."""
+        if self._app is None:
+            from ._app import build_app  # Starlette is an extra: import it only when needed
+
+            self._app = build_app(self._handle, self._download)
+        return self._app
+
+    def transport(self) -> httpx.ASGITransport:
+        """An httpx transport that sends requests to the app in-process."""
+        return httpx.ASGITransport(app=self.app)
+
+    def register(self, *accids: str) -> None:
+        """Register accounts (no effect when every accid exists, ``accounts=None``)."""
+        with self._lock:
+            if self._world.accounts is not None:
+                self._world.accounts.update(accids)
+
+    def add_team(self, tid: str, members: Iterable[str]) -> None:
+        """Create or replace team ``tid`` with its member accids."""
+        with self._lock:
+            self._world.teams[tid] = frozenset(members)
+
+    def fail_next(
+        self,
+        action: str,
+        code: int,
+        *,
+        count: int = 1,
+        after: bool = False,
+        desc: str | None = None,
+    ) -> None:
+        """Make the next ``count`` signed calls of ``action`` answer ``{"code": code, "desc"}``.
+
+        Faults queue up in order. A call spends a fault once its signature is
+        checked, whatever happens next.
+
+        Args:
+            action: The action name, e.g. ``"msg/sendMsg"``.
+            code: The NIM code to answer, e.g. 500, 503, 431.
+            count: How many calls fail.
+            after: Carry the call out first (messages stored) and then answer the
+                error: an ambiguous failure. A call that fails on its own keeps its answer.
+            desc: The ``desc``; by default the facts file's text for the code.
+
+        Raises:
+            ValueError: Unknown action, or ``count`` below 1.
+        """
+        self._queue(action, nim_error(code, desc), count, after)
+
+    def fail_next_http(
+        self, action: str, status: int = 502, *, count: int = 1, after: bool = False
+    ) -> None:
+        """Make the next ``count`` signed calls of ``action`` answer an HTML page with ``status``.
+
+        That is what a gateway in front of NIM does (facts: HTTP 502/503/504, HTML body).
+
+        Args:
+            action: The action name.
+            status: The HTTP status.
+            count: How many calls fail.
+            after: Carry the call out first, as in `fail_next`.
+
+        Raises:
+            ValueError: Unknown action, or ``count`` below 1.
+        """
+        self._queue(action, html_error(status), count, after)
+
+    def _queue(self, action: str, answer: Answer, count: int, after: bool) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known: {sorted(ACTIONS)}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.setdefault(action, deque()).extend([_Fault(answer, after)] * count)
+
+    def set_latency(self, seconds: float, action: str | None = None) -> None:
+        """Wait ``seconds`` before answering (after the call is carried out).
+
+        Args:
+            seconds: The delay; 0 removes it.
+            action: One action, or ``None`` for every action without its own latency.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._lock:
+            self._latency[action] = seconds
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's wall clock forward by ``seconds``.
+
+        It moves timetags, the ``CurTime`` check, the recall window, upload
+        expiry and "today"; frequency control keeps real monotonic time.
+        """
+        with self._lock:
+            self._world.offset += seconds
+
+    def now(self) -> float:
+        """The emulator's wall clock, Unix seconds."""
+        return self._world.now()
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0
+    ) -> contextlib.AbstractContextManager[str]:
+        """Serve the app on a real port in a daemon thread, for a ``with`` block.
+
+        The socket is bound and the server accepting before the ``with`` body
+        runs; the server shuts down when it ends.
+
+        Args:
+            host: The address to bind.
+            port: The port; 0 picks a free one.
+
+        Returns:
+            A context manager yielding the base URL, ``"http://127.0.0.1:<port>/nimserver/"``.
+        """
+        from ._server import serve_in_thread
+
+        return serve_in_thread(self.app, host, port)
+
+    async def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Serve the app with uvicorn in the running loop until cancelled or signalled.
+
+        Args:
+            host: The address to bind.
+            port: The port to bind.
+        """
+        from ._server import serve_forever
+
+        await serve_forever(self.app, host, port)
+
+    def _download(self, upload_id: str) -> Upload | None:
+        with self._lock:
+            upload = self._world.uploads.get(upload_id)
+            now = self._world.now()
+        if upload is None or (
+            upload.expire_sec is not None and now > upload.created_at + upload.expire_sec
+        ):
+            return None
+        return upload
+
+    async def _handle(self, req: Request) -> Answer:
+        with self._lock:
+            at = self._world.now()
+            answer = self._answer(req)
+            self.calls.append(_record(req, answer, at))
+            delay = self._latency.get(req.action, self._latency.get(None, 0.0))
+        if delay > 0:
+            await anyio.sleep(delay)
+        return answer
+
+    def _answer(self, req: Request) -> Answer:
+        if req.action not in ACTIONS or req.path != req.action + ".action":
+            return nim_error(404, f"unknown action {req.path!r}", status=404)
+        if req.method != "POST":
+            return nim_error(405, f"{req.method} is not allowed: NIM actions take POST", status=405)
+        # CurTime is checked against the real clock: advance() ages stored
+        # messages without making every signature look stale.
+        problem = auth_problem(req.headers, self._app_key, self._app_secret, time.time())
+        if problem is not None:
+            return nim_error(414, problem)
+        fault = self._take_fault(req.action)
+        if fault is not None and not fault.after:
+            return fault.answer
+        if not self._control.admit(req.action):
+            self.rate_limited += 1
+            return nim_error(416, f"{req.action}: frequency control, the action is blocked")
+        answer = self._carry_out(req)
+        if fault is not None and answer.ok:
+            return fault.answer
+        return answer
+
+    def _take_fault(self, action: str) -> _Fault | None:
+        queue = self._faults.get(action)
+        return queue.popleft() if queue else None
+
+    def _carry_out(self, req: Request) -> Answer:
+        expected = _MULTIPART if req.action == "msg/fileUpload" else _FORM
+        if req.media_type != expected:
+            return nim_error(414, f"Content-Type must be {expected}")
+        if req.problem is not None:
+            return nim_error(414, req.problem)
+        problem = check(req.action, req.form, req.files, self._world.now())
+        if problem is not None:
+            return nim_error(414, problem)
+        return ACTIONS[req.action](self._world, req)
+
+
+def _record(req: Request, answer: Answer, at: float) -> Call:
+    # A copy through JSON: the record shows what the client decoded, and later
+    # changes to stored state cannot reach it.
+    body = answer.body if isinstance(answer.body, str) else json.loads(json.dumps(answer.body))
+    return Call(
+        action=req.action,
+        form=dict(req.form),
+        files=dict(req.files),
+        headers=dict(req.headers),
+        status=answer.status,
+        code=answer.code,
+        answer=body,
+        at=at,
+    )

@@ -1,0 +1,281 @@
+"""The parameter rules of every action, as one table, and the one function that checks them.
+
+A rule is a row (parameter, rule with its limit, required or not), taken from the
+seed documents (seeds/003 for all eleven actions, seeds/000 for the two attach
+actions) and the facts file. `check` walks an action's rows in order and then
+its cross-field rules; the first failure is the 414 ``desc``, and it always names
+the parameter. Parameters not in the table are ignored, as the real service does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+
+from ._checks import (
+    AntispamCustom,
+    Base64,
+    FileBytes,
+    Flags,
+    Integer,
+    IntIn,
+    JsonText,
+    MaxChars,
+    OneOf,
+    Rule,
+    StrList,
+    SubsetOf,
+)
+
+__all__ = ["CROSS_RULES", "MAX_UPLOAD_BYTES", "RULES", "TARGET_OS", "Row", "check"]
+
+_DAY_MS = 86_400_000
+_CHINA_OFFSET_MS = 8 * 3_600_000  # "today" for job/nos/del is the service's day, UTC+8
+MAX_UPLOAD_BYTES = 15 * 1024 * 1024  # seeds/003 upload and fileUpload: "最大15M"
+
+
+@attrs.frozen
+class Row:
+    """One row of the table: a parameter, its rule (with the limit), required or not."""
+
+    param: str
+    rule: Rule | FileBytes | None = None
+    required: bool = False
+
+
+def _req(param: str, rule: Rule | FileBytes | None = None) -> Row:
+    return Row(param, rule, required=True)
+
+
+_ACCID = MaxChars(32)  # every accid and tid: "最大32字符"
+_BOOL = OneOf(("true", "false"))
+_PUSH = MaxChars(500)  # pushcontent: "最长500个字符"
+_PAYLOAD = JsonText(2000, object_only=True)  # payload: "必须是JSON,不能超过2k字符"
+_ENV = MaxChars(32)
+_MSG_TYPES = IntIn((0, 1, 2, 3, 4, 6, 10, 100))
+_MSG_OPTION = Flags(
+    frozenset(
+        {"roam", "history", "sendersync", "push", "route", "badge", "needPushNick"}
+        | {"persistent", "sessionUpdate"}
+    )
+)
+_ATTACH_OPTION = Flags(frozenset({"badge", "needPushNick", "route"}))
+_TO_ACCIDS = StrList(500, min_items=1, item_chars=32)  # "限500人"
+_ZERO_ONE = IntIn((0, 1))
+TARGET_OS = ("ios", "aos", "pc", "web", "mac")  # broadcastMsg: the default is all
+
+RULES: Mapping[str, tuple[Row, ...]] = {
+    "msg/sendMsg": (
+        _req("from", _ACCID),
+        _req("ope", _ZERO_ONE),
+        _req("to", _ACCID),
+        _req("type", _MSG_TYPES),
+        _req("body", JsonText(5000)),
+        Row("msgDesc", MaxChars(500)),
+        Row("antispam", _BOOL),
+        Row("antispamCustom", AntispamCustom(5000)),
+        Row("option", _MSG_OPTION),
+        Row("pushcontent", _PUSH),
+        Row("payload", _PAYLOAD),
+        Row("ext", MaxChars(1024)),
+        # The seed gives sendMsg's force-push list and text no limits (unlike sendAttachMsg's).
+        Row("forcepushlist", StrList(None, item_chars=32)),
+        Row("forcepushcontent"),
+        Row("forcepushall", _BOOL),
+        Row("bid"),  # any string: the anti-spam business id
+        Row("useYidun", IntIn((0,))),  # "可选值为0"
+        Row("yidunAntiCheating", JsonText(1024)),
+        Row("markRead", _ZERO_ONE),
+        Row("checkFriend", _BOOL),
+        Row("subType", Integer(minimum=1)),  # "大于0"
+        Row("msgSenderNoSense", _ZERO_ONE),
+        Row("msgReceiverNoSense", _ZERO_ONE),
+        Row("env", _ENV),
+    ),
+    "msg/sendBatchMsg": (
+        _req("fromAccid", _ACCID),
+        _req("toAccids", _TO_ACCIDS),
+        _req("type", _MSG_TYPES),
+        _req("body", JsonText(5000)),
+        Row("msgDesc", MaxChars(500)),
+        Row("option", _MSG_OPTION),
+        Row("pushcontent", _PUSH),
+        Row("payload", _PAYLOAD),
+        Row("ext", MaxChars(1024)),
+        Row("useYidun", IntIn((0,))),
+        Row("bid"),
+        Row("yidunAntiCheating", JsonText(1024)),
+        Row("returnMsgid", _BOOL),
+        Row("env", _ENV),
+    ),
+    "msg/sendAttachMsg": (
+        _req("from", _ACCID),
+        _req("msgtype", _ZERO_ONE),
+        _req("to", _ACCID),
+        _req("attach", MaxChars(4096)),
+        Row("pushcontent", _PUSH),
+        Row("payload", _PAYLOAD),
+        Row("sound", MaxChars(30)),
+        Row("save", IntIn((1, 2))),
+        Row("option", _ATTACH_OPTION),
+        Row("isForcePush", _BOOL),
+        Row("forcePushContent", MaxChars(500)),
+        Row("forcePushAll", _BOOL),
+        Row("forcePushList", StrList(100)),  # seeds/000: "up to 100 users"
+        Row("env", _ENV),
+    ),
+    "msg/sendBatchAttachMsg": (
+        _req("fromAccid", _ACCID),
+        _req("toAccids", _TO_ACCIDS),
+        _req("attach", MaxChars(4096)),
+        Row("pushcontent", _PUSH),
+        Row("payload", _PAYLOAD),
+        Row("sound", MaxChars(30)),
+        Row("save", IntIn((1, 2))),
+        Row("option", _ATTACH_OPTION),
+        Row("isForcePush", _BOOL),
+        Row("forcePushContent", MaxChars(500)),
+        Row("env", _ENV),
+    ),
+    "msg/upload": (
+        _req("content", Base64(MAX_UPLOAD_BYTES)),
+        Row("type"),  # free text: the file's type
+        Row("ishttps", _BOOL),
+        Row("expireSec", Integer(minimum=86_400)),  # "必须大于等于86400"
+        Row("tag", MaxChars(32)),
+    ),
+    "msg/fileUpload": (
+        _req("content", FileBytes(MAX_UPLOAD_BYTES)),
+        Row("type"),
+        Row("ishttps", _BOOL),
+        Row("expireSec", Integer(minimum=86_400)),
+        Row("tag", MaxChars(32)),
+    ),
+    "job/nos/del": (
+        _req("startTime", Integer(minimum=1)),  # "大于0"
+        _req("endTime", Integer(minimum=1)),
+        Row("contentType"),  # matched as a substring of the file type
+        Row("tag", MaxChars(32)),
+    ),
+    "msg/recall": (
+        _req("deleteMsgid", Integer()),
+        _req("timetag", Integer()),
+        _req("type", IntIn((7, 8))),
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+        Row("msg", MaxChars(5000)),
+        Row("ignoreTime", OneOf(("1",))),  # "1表示绕过撤回时间检测,其它为非法参数"
+        # pushcontent past 500 characters is truncated, not refused (seeds/003 recall).
+        Row("payload", _PAYLOAD),
+        Row("env", _ENV),
+        Row("attach", MaxChars(5000)),
+    ),
+    "msg/broadcastMsg": (
+        _req("body", MaxChars(4096)),
+        Row("from", _ACCID),
+        Row("isOffline", _BOOL),
+        Row("ttl", Integer(minimum=1)),  # hours; default 168 (seven days)
+        Row("targetOs", SubsetOf(TARGET_OS)),
+    ),
+    "msg/delMsgOneWay": (
+        _req("deleteMsgid", Integer()),
+        _req("timetag", Integer()),
+        _req("type", IntIn((13, 14))),
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+    ),
+    "msg/delRoamSession": (
+        _req("type", IntIn((1, 2))),
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+    ),
+}
+
+
+def _text_body(form: Mapping[str, str], now: float) -> str | None:
+    # seeds/003 message formats: text (0) and tip (10) bodies are {"msg": "..."};
+    # the other documented formats are JSON objects; only 100 (custom) is free.
+    kind = int(form["type"])
+    data = json.loads(form["body"])
+    if kind in (0, 10) and not (isinstance(data, dict) and isinstance(data.get("msg"), str)):
+        return 'body must be {"msg": "..."} for type 0 and 10'
+    if kind != 100 and not isinstance(data, dict):
+        return "body must be a JSON object for this type"
+    return None
+
+
+def _msgid_batch(form: Mapping[str, str], now: float) -> str | None:
+    # seeds/003 sendBatchMsg: returnMsgid=true takes at most 100 accounts.
+    if form.get("returnMsgid") == "true" and len(json.loads(form["toAccids"])) > 100:
+        return "toAccids has more than 100 items with returnMsgid=true"
+    return None
+
+
+def _nos_range(form: Mapping[str, str], now: float) -> str | None:
+    # seeds/003 job/nos/del: startTime < endTime, the span 1 to 7 days,
+    # endTime before today.
+    start, end = int(form["startTime"]), int(form["endTime"])
+    if start >= end:
+        return "startTime must be less than endTime"
+    if not _DAY_MS <= end - start <= 7 * _DAY_MS:
+        return "endTime - startTime must be between 1 and 7 days"
+    now_ms = int(now * 1000)
+    today = (now_ms + _CHINA_OFFSET_MS) // _DAY_MS * _DAY_MS - _CHINA_OFFSET_MS
+    if end >= today:
+        return "endTime must be earlier than today (UTC+8)"
+    return None
+
+
+_CrossRule = Callable[[Mapping[str, str], float], str | None]
+
+CROSS_RULES: Mapping[str, tuple[_CrossRule, ...]] = {
+    "msg/sendMsg": (_text_body,),
+    "msg/sendBatchMsg": (_text_body, _msgid_batch),
+    "job/nos/del": (_nos_range,),
+}
+
+
+def _row_problem(row: Row, form: Mapping[str, str], files: Mapping[str, bytes]) -> str | None:
+    if isinstance(row.rule, FileBytes):
+        content = files.get(row.param)
+        if content is None and row.param in form:
+            content = form[row.param].encode()
+        if content is None:
+            return f"missing {row.param}" if row.required else None
+        if len(content) > row.rule.max_bytes:
+            return f"{row.param} is larger than {row.rule.max_bytes} bytes"
+        return None
+    value = form.get(row.param)
+    # An empty required field is as good as missing; an empty optional one is
+    # checked like any value, so "option=" is a 414 and not a silent default.
+    if value is None or (row.required and value == ""):
+        return f"missing {row.param}" if row.required else None
+    problem = row.rule.problem(value) if row.rule is not None else None
+    return None if problem is None else f"{row.param} {problem}"
+
+
+def check(
+    action: str, form: Mapping[str, str], files: Mapping[str, bytes], now: float
+) -> str | None:
+    """Check a call's parameters against the table.
+
+    Args:
+        action: The action name, e.g. ``"msg/sendMsg"``.
+        form: The form fields.
+        files: The multipart file parts.
+        now: The emulator's wall clock, seconds (for rules about "today").
+
+    Returns:
+        The ``desc`` of the first broken rule, naming the parameter; ``None`` if all hold.
+    """
+    for row in RULES.get(action, ()):
+        problem = _row_problem(row, form, files)
+        if problem is not None:
+            return problem
+    return _first(rule(form, now) for rule in CROSS_RULES.get(action, ()))
+
+
+def _first(problems: Iterable[str | None]) -> str | None:
+    return next((p for p in problems if p is not None), None)

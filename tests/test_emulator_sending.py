@@ -1,0 +1,209 @@
+"""Sending: sendMsg, the batch sends and custom notifications, with accounts and teams."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import httpx
+import pytest
+
+from nim_async.testing import NimEmulator
+
+pytestmark = pytest.mark.anyio
+
+KEY, SECRET = "test-app-key", "test-app-secret"
+BASE = "https://api.netease.im/nimserver/"
+TEXT = '{"msg":"hi"}'
+DAY = 86_400
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def signed(emu: NimEmulator) -> dict[str, str]:
+    """Headers signed with the real clock: sha1(AppSecret + Nonce + CurTime), hex."""
+    nonce, cur = "actions", str(int(time.time()))
+    digest = hashlib.sha1(f"{SECRET}{nonce}{cur}".encode()).hexdigest()
+    return {"AppKey": KEY, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
+
+
+def form(**fields: str) -> dict[str, str]:
+    """Form fields from keywords; ``from_`` is the ``from`` field."""
+    return {("from" if name == "from_" else name): value for name, value in fields.items()}
+
+
+async def call(
+    emu: NimEmulator, action: str, fields: dict[str, str], files: dict[str, bytes] | None = None
+) -> dict[str, object]:
+    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
+        response = await client.post(
+            f"{action}.action", data=fields, files=files, headers=signed(emu)
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    answer: dict[str, object] = response.json()
+    return answer
+
+
+async def send(emu: NimEmulator, to: str = "bob", **fields: str) -> dict[str, object]:
+    base = {"from": "alice", "ope": "0", "to": to, "type": "0", "body": TEXT}
+    return await call(emu, "msg/sendMsg", base | form(**fields))
+
+
+def data(answer: dict[str, object]) -> dict[str, object]:
+    inner = answer["data"]
+    assert isinstance(inner, dict)
+    return inner
+
+
+@pytest.fixture
+def emu() -> NimEmulator:
+    return NimEmulator(KEY, SECRET, accounts=["alice", "bob", "carol"])
+
+
+async def test_send_msg_stores_the_message_with_increasing_ids(emu: NimEmulator) -> None:
+    """sendMsg answers msgid and timetag (ms) and stores what it sent."""
+    first, second = data(await send(emu)), data(await send(emu, to="carol"))
+    assert isinstance(first["msgid"], int)
+    assert isinstance(second["msgid"], int)
+    assert second["msgid"] > first["msgid"]
+    assert abs(int(str(first["timetag"])) - emu.now() * 1000) < 5_000
+    stored = emu.messages[0]
+    assert (stored.msgid, stored.timetag) == (first["msgid"], first["timetag"])
+    assert (stored.from_, stored.to, stored.team, stored.type) == ("alice", "bob", False, 0)
+    assert (stored.body, stored.attach, stored.recalled) == (TEXT, None, False)
+    assert stored.form["ope"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "named"), [("mallory", "bob", "from"), ("alice", "zed", "to")]
+)
+async def test_send_msg_to_or_from_an_unknown_account_is_404(
+    emu: NimEmulator, sender: str, to: str, named: str
+) -> None:
+    """An accid that is not registered answers 404 naming the parameter."""
+    answer = await send(emu, to=to, from_=sender)
+    assert answer["code"] == 404
+    assert named in str(answer["desc"])
+    assert emu.messages == []
+
+
+async def test_register_adds_accounts(emu: NimEmulator) -> None:
+    """register() makes an accid known."""
+    emu.register("zed")
+    assert (await send(emu, to="zed"))["code"] == 200
+
+
+async def test_without_accounts_every_accid_exists() -> None:
+    """accounts=None: any accid is registered, and no batch has unregistered recipients."""
+    emu = NimEmulator(KEY, SECRET)
+    assert (await send(emu, to="anyone"))["code"] == 200
+    answer = await call(
+        emu, "msg/sendBatchMsg", form(fromAccid="x", toAccids='["y","z"]', type="0", body=TEXT)
+    )
+    assert "unregister" not in answer
+
+
+async def test_team_messages_check_the_team_and_its_members() -> None:
+    """ope=1 needs a known tid (404) whose members include the sender (804)."""
+    emu = NimEmulator(KEY, SECRET, teams={"t1": ["alice"]})
+    assert (await send(emu, to="t1", ope="1"))["code"] == 200
+    assert emu.messages[0].team
+    assert (await send(emu, to="t2", ope="1"))["code"] == 404
+    assert (await send(emu, to="t1", ope="1", from_="bob"))["code"] == 804
+    emu.add_team("t2", ["bob"])
+    assert (await send(emu, to="t2", ope="1", from_="bob"))["code"] == 200
+
+
+async def test_without_teams_every_tid_exists(emu: NimEmulator) -> None:
+    """teams=None: any tid is a team the sender may write to."""
+    assert (await send(emu, to="12345", ope="1"))["code"] == 200
+
+
+async def test_send_batch_msg_delivers_to_registered_accounts_only(emu: NimEmulator) -> None:
+    """Unregistered recipients come back in "unregister" in input order; the rest get one copy."""
+    answer = await call(
+        emu,
+        "msg/sendBatchMsg",
+        form(fromAccid="alice", toAccids='["zed","bob","yan","carol","bob"]', type="0", body=TEXT),
+    )
+    assert answer["code"] == 200
+    assert answer["unregister"] == ["zed", "yan"]
+    assert "msgids" not in answer
+    assert [m.to for m in emu.messages] == ["bob", "carol"]
+    assert {m.timetag for m in emu.messages} == {answer["timetag"]}
+    assert all(m.action == "msg/sendBatchMsg" and m.msgid for m in emu.messages)
+
+
+async def test_send_batch_msg_answers_msgids_when_asked(emu: NimEmulator) -> None:
+    """returnMsgid=true answers {accid: msgid} for the delivered recipients."""
+    answer = await call(
+        emu,
+        "msg/sendBatchMsg",
+        form(
+            fromAccid="alice",
+            toAccids='["bob","carol","zed"]',
+            type="0",
+            body=TEXT,
+            returnMsgid="true",
+        ),
+    )
+    assert answer["msgids"] == {m.to: m.msgid for m in emu.messages}
+    assert isinstance(answer["msgids"], dict)
+    assert set(answer["msgids"]) == {"bob", "carol"}
+
+
+async def test_without_unregistered_recipients_there_is_no_unregister(emu: NimEmulator) -> None:
+    """seeds/000: "If no unregistered users are included, no data for this parameter"."""
+    answer = await call(
+        emu, "msg/sendBatchAttachMsg", form(fromAccid="alice", toAccids='["bob"]', attach="{}")
+    )
+    assert answer == {"code": 200}
+
+
+async def test_unregister_can_be_a_json_encoded_string() -> None:
+    """unregister_as_string=True gives the other documented shape: a string holding the array."""
+    emu = NimEmulator(KEY, SECRET, accounts=["alice"], unregister_as_string=True)
+    answer = await call(
+        emu, "msg/sendBatchAttachMsg", form(fromAccid="alice", toAccids='["a","b"]', attach="{}")
+    )
+    assert answer["unregister"] == '["a", "b"]'
+    assert json.loads(str(answer["unregister"])) == ["a", "b"]
+
+
+async def test_a_batch_from_an_unknown_sender_is_404(emu: NimEmulator) -> None:
+    """fromAccid must be registered."""
+    answer = await call(
+        emu, "msg/sendBatchAttachMsg", form(fromAccid="x", toAccids='["bob"]', attach="{}")
+    )
+    assert answer["code"] == 404
+    assert "fromAccid" in str(answer["desc"])
+
+
+async def test_attach_notifications_are_stored_without_msgid(emu: NimEmulator) -> None:
+    """sendAttachMsg answers {"code": 200} and stores a notification: attach, no msgid."""
+    answer = await call(
+        emu, "msg/sendAttachMsg", form(from_="alice", msgtype="0", to="bob", attach='{"a":1}')
+    )
+    assert answer == {"code": 200}
+    note = emu.messages[0]
+    assert (note.msgid, note.type, note.body, note.attach) == (None, None, None, '{"a":1}')
+    unknown = await call(
+        emu, "msg/sendAttachMsg", form(from_="alice", msgtype="0", to="zed", attach="{}")
+    )
+    assert unknown["code"] == 404
+
+
+async def test_batch_attach_stores_one_notification_per_recipient(emu: NimEmulator) -> None:
+    """sendBatchAttachMsg delivers to each registered recipient."""
+    answer = await call(
+        emu,
+        "msg/sendBatchAttachMsg",
+        form(fromAccid="alice", toAccids='["bob","carol","x"]', attach="{}"),
+    )
+    assert answer == {"code": 200, "unregister": ["x"]}
+    assert [(m.to, m.msgid) for m in emu.messages] == [("bob", None), ("carol", None)]
