@@ -1,0 +1,115 @@
+"""The nim-async command: send, attach, demo, and the emulator on a port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+import nim_async as nim
+from nim_async._cli import main
+from nim_async.testing import NimEmulator
+
+from .conftest import APP_KEY, APP_SECRET
+
+
+@pytest.fixture
+def served_env(emulator: NimEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with emulator.serve() as base_url:
+        monkeypatch.setenv("NIM_APP_KEY", APP_KEY)
+        monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
+        monkeypatch.setenv("NIM_BASE_URL", base_url)
+        yield
+
+
+@pytest.mark.usefixtures("served_env")
+def test_send_prints_the_message_id(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nim-async send` sends one text message and prints its id and timetag."""
+    main(["send", "alice", "bob", "hello"])
+    printed = json.loads(capsys.readouterr().out)
+    (message,) = emulator.messages
+    assert printed == {"msgid": message.msgid, "timetag": message.timetag}
+    assert json.loads(emulator.calls[0].form["body"]) == {"msg": "hello"}
+
+
+@pytest.mark.usefixtures("served_env")
+def test_attach_sends_an_online_only_team_notification(emulator: NimEmulator) -> None:
+    """`nim-async attach --team --online-only` is msgtype=1, save=1."""
+    main(["attach", "alice", "team-1", '{"t":1}', "--team", "--online-only"])
+    form = emulator.calls[0].form
+    assert (form["msgtype"], form["save"], form["attach"]) == ("1", "1", '{"t":1}')
+
+
+@pytest.mark.usefixtures("served_env")
+def test_a_nim_error_exits_1_with_its_message(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Server errors become a one-line message on stderr, never a traceback."""
+    emulator.fail_next("msg/sendMsg", 403, desc="no permission")
+    with pytest.raises(SystemExit) as exited:
+        main(["send", "alice", "bob", "hello"])
+    assert exited.value.code == 1
+    assert "PermissionDenied" in capsys.readouterr().err
+
+
+def test_missing_credentials_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without NIM_APP_KEY the command says which variable to set."""
+    monkeypatch.delenv("NIM_APP_KEY", raising=False)
+    with pytest.raises(SystemExit, match="NIM_APP_KEY"):
+        main(["send", "alice", "bob", "hello"])
+
+
+def test_demo_reports_every_call_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's burst against the rate-limited emulator gets no 416."""
+    main(["demo", "--messages", "150", "--scale", "0.05"])
+    out = capsys.readouterr().out
+    assert "server answers: {200: 300}" in out
+    assert "messages stored by the emulator: 300" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_the_emulator_command_serves_on_a_port() -> None:
+    """`nim-async emulator --port N` answers real clients until stopped."""
+    port = _free_port()
+    command = "from nim_async._cli import main; main()"
+    server = subprocess.Popen(
+        [sys.executable, "-c", command, "emulator", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the emulator did not start"
+                time.sleep(0.05)
+
+        async def send() -> nim.SendResult:
+            async with nim.NimClient(
+                "demo-app-key", "demo-app-secret",
+                base_url=f"http://127.0.0.1:{port}/nimserver/", rate_limits=None,
+            ) as client:
+                return await client.send_msg("alice", "bob", nim.Text("over TCP"))
+
+        assert anyio.run(send).msgid > 0
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}/nimserver/" in out

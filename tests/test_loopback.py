@@ -1,0 +1,77 @@
+"""Over a real loopback port: the emulator served by uvicorn, timeouts and refused connections."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+import nim_async as nim
+from nim_async.testing import NimEmulator
+
+from .conftest import APP_KEY, APP_SECRET, FAST_RETRY
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def served(emulator: NimEmulator) -> Iterator[str]:
+    with emulator.serve() as base_url:
+        yield base_url
+
+
+async def test_sends_over_a_real_connection_pool(served: str, emulator: NimEmulator) -> None:
+    """Fifty concurrent sends share one pooled client over TCP, all accepted."""
+    async with (
+        nim.NimClient(
+            APP_KEY, APP_SECRET, base_url=served, rate_limits=None, max_connections=10
+        ) as client,
+        anyio.create_task_group() as group,
+    ):
+        for number in range(50):
+            group.start_soon(client.send_msg, "alice", f"user{number}", nim.Text("hi"))
+    assert len(emulator.messages) == 50
+    assert {call.code for call in emulator.calls} == {200}
+
+
+async def test_a_read_timeout_is_ambiguous_and_a_send_is_not_retried(
+    served: str, emulator: NimEmulator
+) -> None:
+    """The server got the request and is slow: NimTimeout, may_have_reached_server, one call."""
+    emulator.set_latency(1.0, "msg/sendMsg")
+    async with nim.NimClient(
+        APP_KEY, APP_SECRET, base_url=served, rate_limits=None, timeout=0.2, retry=FAST_RETRY
+    ) as client:
+        with pytest.raises(nim.NimTimeout) as caught:
+            await client.send_msg("alice", "bob", nim.Text("slow"))
+    assert caught.value.may_have_reached_server is True
+    assert caught.value.action == "msg/sendMsg"
+    assert len(emulator.calls) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_a_refused_connection_never_reached_the_server_and_is_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens: the request surely never left, so even a send is retried."""
+    caplog.set_level(logging.DEBUG, logger="nim_async")
+    url = f"http://127.0.0.1:{_closed_port()}/nimserver/"
+    async with nim.NimClient(
+        APP_KEY, APP_SECRET, base_url=url, rate_limits=None, retry=FAST_RETRY
+    ) as client:
+        with pytest.raises(nim.NimConnectionError) as caught:
+            await client.send_msg("alice", "bob", nim.Text("hi"))
+    assert caught.value.may_have_reached_server is False
+    assert not isinstance(caught.value, nim.NimTimeout)
+    attempts = [r.getMessage() for r in caplog.records if r.name == "nim_async"]
+    assert len(attempts) == FAST_RETRY.max_attempts
+    assert all("outcome=NimConnectionError" in line for line in attempts)

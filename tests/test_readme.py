@@ -1,0 +1,26 @@
+"""The README's quick start runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _section_code(heading: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split(f"## {heading}\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, f"no python block under {heading!r}"
+    return match.group(1)
+
+
+def test_quick_start_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """The quick start sends, notifies, and shows a refusal before sending."""
+    exec(compile(_section_code("Quick start"), "README.md", "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert re.search(r"^message \d+ stored at \d{13}$", out, re.MULTILINE)
+    assert "refused before sending: body: must be JSON of at most 5000 characters" in out
