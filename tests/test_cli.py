@@ -103,8 +103,10 @@ def test_the_emulator_command_serves_on_a_port() -> None:
 
         async def send() -> nim.SendResult:
             async with nim.NimClient(
-                "demo-app-key", "demo-app-secret",
-                base_url=f"http://127.0.0.1:{port}/nimserver/", rate_limits=None,
+                "demo-app-key",
+                "demo-app-secret",
+                base_url=f"http://127.0.0.1:{port}/nimserver/",
+                rate_limits=None,
             ) as client:
                 return await client.send_msg("alice", "bob", nim.Text("over TCP"))
 
