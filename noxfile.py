@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict, and the public API as users call it."""
-    session.install("-e", ".[emulator,cli,redis,typecheck]")
+    session.install("-e", ".[emulator,cli,redis,tests,typecheck]")
     session.run("mypy", "nim_async", "tests/typing")
 
 
