@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 
 import anyio
+import httpx
 import pytest
 
 import nim_async as nim
@@ -75,3 +76,37 @@ async def test_a_refused_connection_never_reached_the_server_and_is_retried(
     attempts = [r.getMessage() for r in caplog.records if r.name == "nim_async"]
     assert len(attempts) == FAST_RETRY.max_attempts
     assert all("outcome=NimConnectionError" in line for line in attempts)
+
+
+async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: NimEmulator) -> None:
+    """No free pooled connection: the request never left, so it is safe to retry."""
+    emulator.set_latency(0.5, "msg/sendMsg")
+    outcomes: dict[int, nim.NimError | None] = {}
+
+    async def send(client: nim.NimClient, number: int) -> None:
+        try:
+            await client.send_msg("alice", "bob", nim.Text("hi"))
+            outcomes[number] = None
+        except nim.NimError as error:
+            outcomes[number] = error
+
+    async with (
+        nim.NimClient(
+            APP_KEY,
+            APP_SECRET,
+            base_url=served,
+            rate_limits=None,
+            max_connections=1,
+            timeout=httpx.Timeout(5.0, pool=0.05),
+            retry=nim.RetryPolicy(max_attempts=1),
+        ) as client,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(send, client, 1)
+        await anyio.sleep(0.05)
+        group.start_soon(send, client, 2)
+    first, second = outcomes[1], outcomes[2]
+    assert first is None
+    assert isinstance(second, nim.NimTimeout)
+    assert second.may_have_reached_server is False
+    assert len(emulator.calls) == 1
