@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._bulk import BatchFailed, BatchResult, FailedChunk, Progress
 from ._client import CHINA_URL, OVERSEAS_URL, NimClient
 from ._errors import (
     DuplicateRequest,
@@ -39,10 +40,13 @@ __all__ = [
     "CHINA_URL",
     "OVERSEAS_URL",
     "ActionLimits",
+    "BatchFailed",
+    "BatchResult",
     "Body",
     "Broadcast",
     "Custom",
     "DuplicateRequest",
+    "FailedChunk",
     "File",
     "Image",
     "InvalidRequest",
@@ -58,6 +62,7 @@ __all__ = [
     "NotFound",
     "ParameterError",
     "PermissionDenied",
+    "Progress",
     "Push",
     "Rate",
     "RateLimited",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -9,7 +10,17 @@ from typing import Any
 from ._errors import InvalidRequest
 from ._models import Body, MessageOption, Push
 
-__all__ = ["Form", "body_fields", "flag", "json_text", "option_field", "push_fields", "wire"]
+__all__ = [
+    "Form",
+    "body_fields",
+    "flag",
+    "json_text",
+    "millis",
+    "option_field",
+    "push_fields",
+    "save_field",
+    "wire",
+]
 
 # NIM parameter → wire value; None means "not sent, server default".
 Form = dict[str, str | None]
@@ -72,3 +83,18 @@ def body_fields(body: Body) -> Form:
             type(body).__name__,
         )
     return {"type": str(body.type), "body": json_text(body.to_json())}
+
+
+def save_field(offline: bool | None) -> str | None:
+    """Return ``save``: 2 keeps a notification for offline users, 1 sends it online only.
+
+    seed, sendAttachMsg save: "1表示只发在线,2表示会存离线".
+    """
+    return None if offline is None else ("2" if offline else "1")
+
+
+def millis(moment: dt.datetime | int) -> str:
+    """Return epoch milliseconds for a datetime (naive means local time) or an int as given."""
+    if isinstance(moment, dt.datetime):
+        return str(int(moment.timestamp() * 1000))
+    return str(int(moment))

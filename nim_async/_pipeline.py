@@ -9,7 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    contextmanager,
+    nullcontext,
+)
 from typing import IO, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
@@ -26,12 +31,11 @@ from ._errors import (
     ServerError,
     error_for_code,
 )
-from ._forms import Form
 from ._limits import ActionLimits, Limiter, RateLimits
 from ._retry import RetryPolicy
 from ._validate import validate
 
-__all__ = ["Endpoint", "Pipeline", "Upload"]
+__all__ = ["Endpoint", "EndpointGroup", "Pipeline", "Upload", "no_result", "raw_answer"]
 
 logger = logging.getLogger("nim_async")
 
@@ -57,12 +61,29 @@ class Endpoint(Generic[T]):
     idempotent: bool = False
 
 
+def no_result(answer: Answer) -> None:
+    """Decode an answer that carries nothing but its code."""
+    return
+
+
+def raw_answer(answer: Answer) -> Answer:
+    """Keep the answer as it is, for callers that merge several (batch chunks)."""
+    return answer
+
+
 @attrs.frozen
 class Upload:
-    """A multipart file part; ``open`` gives a fresh readable stream for each attempt."""
+    """A multipart file part.
+
+    Args:
+        filename: The part's file name.
+        open: Gives the stream to send, positioned at its start, for each attempt.
+        repeatable: False for a stream that cannot be rewound: one attempt only.
+    """
 
     filename: str
-    open: Callable[[], IO[bytes]]
+    open: Callable[[], AbstractContextManager[IO[bytes]]]
+    repeatable: bool = True
 
 
 @contextmanager
@@ -105,6 +126,18 @@ def _decode(response: httpx.Response, action: str) -> Answer:
     raise error
 
 
+class EndpointGroup:
+    """Base of the classes that hold NimClient's endpoint methods, grouped by topic.
+
+    Each method builds its form and hands it to the pipeline; nothing else.
+    """
+
+    __slots__ = ()
+
+    def _pipe(self) -> Pipeline:
+        raise NotImplementedError
+
+
 class Pipeline:
     """Sends one endpoint call through validation, the limiter, signing, retries and decoding."""
 
@@ -128,7 +161,7 @@ class Pipeline:
     async def call(
         self,
         endpoint: Endpoint[T],
-        form: Form,
+        form: Mapping[str, str | None],
         *,
         upload: Upload | None = None,
     ) -> T:
@@ -149,7 +182,8 @@ class Pipeline:
                     await self._attempt(endpoint.action, fields, upload, attempt)
                 )
             except NimError as error:
-                if not self._retry.should_retry(
+                spent = upload is not None and not upload.repeatable
+                if spent or not self._retry.should_retry(
                     error, attempt=attempt, idempotent=endpoint.idempotent
                 ):
                     raise

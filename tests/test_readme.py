@@ -24,3 +24,16 @@ def test_quick_start_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert re.search(r"^message \d+ stored at \d{13}$", out, re.MULTILINE)
     assert "refused before sending: body: must be JSON of at most 5000 characters" in out
+
+
+def test_the_endpoint_tour_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tour calls all eleven endpoints against the emulator without an error."""
+    exec(
+        compile(_section_code("Every endpoint in one runnable tour"), "README.md", "exec"),
+        {"__name__": "__main__"},
+    )
+    out = capsys.readouterr().out
+    assert "accepted 2 unregistered ['ghost'] ids 2" in out
+    assert "uploaded True True" in out
+    assert "clean-up task 32" in out
+    assert re.search(r"^broadcast \d+ \(", out, re.MULTILINE)

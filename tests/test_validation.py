@@ -7,6 +7,8 @@ emulator with 414 when the client's check is switched off ("sent raw").
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,12 +16,53 @@ import attrs
 import pytest
 
 import nim_async as nim
-from nim_async import _pipeline
+from nim_async import _bulk, _files, _pipeline
+from nim_async._validate import validate
 from nim_async.testing import NimEmulator
 
 pytestmark = pytest.mark.anyio
 
-Call = Callable[[nim.NimClient, Any], Awaitable[object]]
+Call = Callable[[nim.NimClient, Any], Awaitable[None]]
+VALUE = object()  # marks the argument a row varies
+DAY = 24 * 60 * 60 * 1000
+CHINA = dt.timezone(dt.timedelta(hours=8))
+
+
+def _china_today_ms() -> int:
+    midnight = dt.datetime.now(CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(midnight.timestamp() * 1000)
+
+
+TODAY = _china_today_ms()
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "send_msg": {"from_": "alice", "to": "bob", "body": nim.Text("hi")},
+    "send_attach_msg": {"from_": "alice", "to": "bob", "attach": "x"},
+    "send_batch_msg": {"from_": "alice", "to": ["bob"], "body": nim.Text("hi")},
+    "send_batch_attach_msg": {"from_": "alice", "to": ["bob"], "attach": "x"},
+    "upload": {"content": b"x"},
+    "file_upload": {"content": b"x"},
+    "clean_nos_files": {"window": (TODAY - 3 * DAY, TODAY - DAY)},
+    "recall": {"msgid": 1, "timetag": 1, "from_": "alice", "to": "bob"},
+    "broadcast": {"body": "hi"},
+    "delete_msg_one_way": {"msgid": 1, "timetag": 1, "from_": "alice", "to": "bob"},
+    "delete_roam_session": {"from_": "alice", "to": "bob"},
+}
+
+
+def call(method: str, **fixed: Any) -> Call:
+    """Call ``method`` with its defaults, ``fixed``, and the tested value where VALUE stands."""
+
+    async def run(client: nim.NimClient, value: Any) -> None:
+        args = {**DEFAULTS[method], **fixed}
+        key = next(name for name, given in args.items() if given is VALUE)
+        args[key] = value
+        if "window" in args:
+            args["start"], args["end"] = args.pop("window")
+        result = await getattr(client, method)(**args)
+        if isinstance(result, nim.BatchResult) and result.failed:
+            raise result.failed[0].error
+
+    return run
 
 
 @attrs.frozen
@@ -31,31 +74,16 @@ class Row:
 
 
 def send(**fixed: Any) -> Call:
-    """send_msg with one keyword (or argument) taking the tested value."""
-
-    def call(client: nim.NimClient, value: Any) -> Awaitable[object]:
-        args = {"from_": "alice", "to": "bob", "body": nim.Text("hi"), **fixed}
-        key = next(k for k, v in args.items() if v is VALUE)
-        args[key] = value
-        return client.send_msg(**args)
-
-    return call
+    return call("send_msg", **fixed)
 
 
 def attach(**fixed: Any) -> Call:
-    """send_attach_msg with one keyword (or argument) taking the tested value."""
-
-    def call(client: nim.NimClient, value: Any) -> Awaitable[object]:
-        args = {"from_": "alice", "to": "bob", "attach": "x", **fixed}
-        key = next(k for k, v in args.items() if v is VALUE)
-        args[key] = value
-        return client.send_attach_msg(**args)
-
-    return call
+    return call("send_attach_msg", **fixed)
 
 
-VALUE = object()  # marks the argument a row varies
 TEAM = {"team": True, "to": "team-1"}
+MB15 = 15 * 1024 * 1024
+ALL_OS = ["ios", "aos", "pc", "web", "mac"]
 
 ROWS = [
     # msg/sendMsg
@@ -111,8 +139,94 @@ ROWS = [
         [f"u{i}" for i in range(101)],
     ),
     Row("env", attach(env=VALUE), "v" * 32, "v" * 33),
+    # msg/sendBatchMsg
+    Row("fromAccid", call("send_batch_msg", from_=VALUE), "a" * 32, "a" * 33),
+    Row("toAccids", call("send_batch_msg", to=VALUE), ["b" * 32], ["b" * 33]),
+    Row("body", call("send_batch_msg", body=VALUE), nim.Text("m" * 4990), nim.Text("m" * 4991)),
+    Row("msgDesc", call("send_batch_msg", msg_desc=VALUE), "d" * 500, "d" * 501),
+    Row(
+        "pushcontent", call("send_batch_msg", push=VALUE), nim.Push("p" * 500), nim.Push("p" * 501)
+    ),
+    Row("ext", call("send_batch_msg", ext=VALUE), "e" * 1024, "e" * 1025),
+    Row("env", call("send_batch_msg", env=VALUE), "v" * 32, "v" * 33),
+    # msg/sendBatchAttachMsg
+    Row("fromAccid", call("send_batch_attach_msg", from_=VALUE), "a" * 32, "a" * 33),
+    Row("toAccids", call("send_batch_attach_msg", to=VALUE), ["b" * 32], ["b" * 33]),
+    Row("attach", call("send_batch_attach_msg", attach=VALUE), "x" * 4096, "x" * 4097),
+    Row("sound", call("send_batch_attach_msg", sound=VALUE), "s" * 30, "s" * 31),
+    Row(
+        "forcePushContent",
+        call("send_batch_attach_msg", force_push_content=VALUE),
+        "f" * 500,
+        "f" * 501,
+    ),
+    Row(
+        "payload",
+        call("send_batch_attach_msg", push=VALUE),
+        nim.Push(payload={"k": "v" * 1992}),
+        nim.Push(payload={"k": "v" * 1993}),
+    ),
+    Row("env", call("send_batch_attach_msg", env=VALUE), "v" * 32, "v" * 33),
+    # msg/upload and msg/fileUpload
+    Row("content", call("upload", content=VALUE), b"u" * MB15, b"u" * (MB15 + 1)),
+    Row("expireSec", call("upload", expire_sec=VALUE), 86400, 86399),
+    Row("tag", call("upload", tag=VALUE), "t" * 32, "t" * 33),
+    Row("content", call("file_upload", content=VALUE), b"u" * MB15, b"u" * (MB15 + 1)),
+    Row("expireSec", call("file_upload", expire_sec=VALUE), 86400, 86399),
+    Row("tag", call("file_upload", tag=VALUE), "t" * 32, "t" * 33),
+    # job/nos/del: a span of 1 to 7 days, ending before today (China time)
+    Row(
+        "endTime",
+        call("clean_nos_files", window=VALUE),
+        (TODAY - 1 - DAY, TODAY - 1),
+        (TODAY - DAY, TODAY - 1),
+    ),
+    Row(
+        "endTime",
+        call("clean_nos_files", window=VALUE),
+        (TODAY - 1 - 7 * DAY, TODAY - 1),
+        (TODAY - 2 - 7 * DAY, TODAY - 1),
+    ),
+    Row(
+        "endTime",
+        call("clean_nos_files", window=VALUE),
+        (TODAY - 1 - 2 * DAY, TODAY - 1),
+        (TODAY - 2 * DAY, TODAY),
+    ),
+    Row("tag", call("clean_nos_files", tag=VALUE), "t" * 32, "t" * 33),
+    # msg/recall
+    Row("from", call("recall", from_=VALUE), "a" * 32, "a" * 33),
+    Row("to", call("recall", to=VALUE), "b" * 32, "b" * 33),
+    Row("msg", call("recall", msg=VALUE), "m" * 5000, "m" * 5001),
+    Row("attach", call("recall", attach=VALUE), "x" * 5000, "x" * 5001),
+    Row(
+        "payload",
+        call("recall", push=VALUE),
+        nim.Push(payload={"k": "v" * 1992}),
+        nim.Push(payload={"k": "v" * 1993}),
+    ),
+    Row("env", call("recall", env=VALUE), "v" * 32, "v" * 33),
+    # msg/broadcastMsg
+    Row("body", call("broadcast", body=VALUE), "b" * 4096, "b" * 4097),
+    Row("from", call("broadcast", from_=VALUE), "a" * 32, "a" * 33),
+    Row("targetOs", call("broadcast", target_os=VALUE), ALL_OS, ["ios", "android"]),
+    Row("ttl", call("broadcast", ttl_hours=VALUE), 1, 0),
+    # msg/delMsgOneWay and msg/delRoamSession
+    Row("from", call("delete_msg_one_way", from_=VALUE), "a" * 32, "a" * 33),
+    Row("to", call("delete_msg_one_way", to=VALUE), "b" * 32, "b" * 33),
+    Row("from", call("delete_roam_session", from_=VALUE), "a" * 32, "a" * 33),
+    Row("to", call("delete_roam_session", to=VALUE), "b" * 32, "b" * 33),
 ]
 IDS = [f"{i}-{row.parameter}" for i, row in enumerate(ROWS)]
+
+
+@pytest.fixture
+def raw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch every client-side check off, so that values go on the wire as given."""
+    monkeypatch.setattr(_pipeline, "validate", lambda action, form: None)
+    monkeypatch.setattr(_bulk, "validate", lambda action, form: None)
+    monkeypatch.setattr(_bulk, "_check_accids", lambda recipients: None)
+    monkeypatch.setattr(_files, "check_upload_size", lambda size: None)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
@@ -138,11 +252,11 @@ async def test_one_past_the_limit_is_refused_before_anything_is_sent(
 
 
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
+@pytest.mark.usefixtures("raw")
 async def test_the_emulator_refuses_the_same_value_sent_raw_with_414(
-    row: Row, client: nim.NimClient, emulator: NimEmulator, monkeypatch: pytest.MonkeyPatch
+    row: Row, client: nim.NimClient, emulator: NimEmulator
 ) -> None:
-    """With the client's check off, the server-side rule answers 414 naming the parameter."""
-    monkeypatch.setattr(_pipeline, "validate", lambda action, form: None)
+    """With the client's checks off, the server-side rule answers 414 naming the parameter."""
     with pytest.raises(nim.ParameterError) as caught:
         await row.call(client, row.over)
     assert row.parameter.lower() in caught.value.desc.lower()
@@ -172,3 +286,55 @@ async def test_team_only_parameters_are_refused_for_one_to_one_messages(
         await client.send_msg("alice", "bob", nim.Text("hi"), **{keyword: value})
     assert caught.value.parameter == parameter
     assert emulator.calls == []
+
+
+async def test_recall_pushcontent_past_500_is_sent_for_the_server_to_cut(
+    client: nim.NimClient, emulator: NimEmulator
+) -> None:
+    """seed, recall pushcontent: "超过500字符后,会对文本进行截断" — not an error."""
+    await client.recall(1, 1, from_="alice", to="bob", push=nim.Push("p" * 600))
+    assert [call.code for call in emulator.calls] == [200]
+
+
+async def test_more_than_500_recipients_in_one_call_are_refused(
+    client: nim.NimClient, emulator: NimEmulator
+) -> None:
+    """The toAccids rule guards every call, even with batch_size forced past the seed's 500."""
+    client.batch_size = 501
+    result = await client.send_batch_attach_msg("alice", [f"u{i}" for i in range(501)], "x")
+    (failed,) = result.failed
+    assert isinstance(failed.error, nim.InvalidRequest)
+    assert failed.error.parameter == "toAccids"
+    assert "501 accids" in str(failed.error)
+    assert emulator.calls == []
+
+
+@pytest.mark.usefixtures("raw")
+async def test_the_emulator_refuses_501_recipients_sent_raw(
+    client: nim.NimClient, emulator: NimEmulator
+) -> None:
+    """The same call sent raw: the server answers 414."""
+    client.batch_size = 501
+    result = await client.send_batch_attach_msg("alice", [f"u{i}" for i in range(501)], "x")
+    assert isinstance(result.failed[0].error, nim.ParameterError)
+    assert [call.code for call in emulator.calls] == [414]
+
+
+async def test_return_msgid_chunks_by_100(client: nim.NimClient, emulator: NimEmulator) -> None:
+    """seed: with returnMsgid=true toAccids holds at most 100, so 101 go in two calls."""
+    await client.send_batch_msg(
+        "alice", [f"u{i}" for i in range(101)], nim.Text("hi"), return_msgid=True
+    )
+    assert [len(json.loads(call.form["toAccids"])) for call in emulator.calls] == [100, 1]
+
+
+@pytest.mark.parametrize(("return_msgid", "limit"), [("true", 100), (None, 500)])
+def test_the_recipient_rule_allows_100_with_return_msgid_and_500_without(
+    return_msgid: str | None, limit: int
+) -> None:
+    """One past the limit is refused; the limit itself passes."""
+    form = {"fromAccid": "a", "returnMsgid": return_msgid}
+    fields = {k: v for k, v in form.items() if v is not None}
+    validate("msg/sendBatchMsg", {**fields, "toAccids": json.dumps(["u"] * limit)})
+    with pytest.raises(nim.InvalidRequest, match=f"{limit + 1} accids"):
+        validate("msg/sendBatchMsg", {**fields, "toAccids": json.dumps(["u"] * (limit + 1))})
