@@ -8,7 +8,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import IO
+from typing import IO, Any, cast
 
 from . import _actions as act
 from ._forms import millis, wire
@@ -41,11 +41,47 @@ def _upload_fields(
     return {"type": type, "ishttps": wire(https), "expireSec": wire(expire_sec), "tag": tag}
 
 
+class _FromPosition(io.RawIOBase):
+    """The caller's file seen from ``start`` on: its offset 0 is their position.
+
+    httpx's multipart writer seeks to 0 before reading; without this view it
+    would send the bytes before the caller's position too.
+    """
+
+    def __init__(self, raw: IO[bytes], start: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._start = start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            offset += self._start
+        return self._raw.seek(offset, whence) - self._start
+
+    def tell(self) -> int:
+        return self._raw.tell() - self._start
+
+    def close(self) -> None:
+        # The caller's file stays open: it is theirs to close.
+        super().close()
+
+
 @contextmanager
 def _rewound(stream: IO[bytes], position: int) -> Iterator[IO[bytes]]:
-    # The caller's file stays open: it is theirs to close.
     stream.seek(position)
-    yield stream
+    with _FromPosition(stream, position) as view:
+        yield cast(IO[bytes], view)
 
 
 def _file_part(content: FileContent) -> tuple[Upload, int]:
