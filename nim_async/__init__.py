@@ -7,6 +7,7 @@ from ._client import CHINA_URL, OVERSEAS_URL, NimClient
 from ._errors import (
     DuplicateRequest,
     InvalidRequest,
+    LimiterUnavailable,
     NimAPIError,
     NimConnectionError,
     NimError,
@@ -18,7 +19,7 @@ from ._errors import (
     RecallExpired,
     ServerError,
 )
-from ._limits import ActionLimits, Limiter, LocalLimiter, Rate, RateLimits
+from ._limits import ActionLimits, Limiter, LimiterStats, LocalLimiter, Rate, RateLimits
 from ._models import (
     Body,
     Broadcast,
@@ -34,6 +35,7 @@ from ._models import (
     Video,
     Voice,
 )
+from ._redis import RedisLimiter
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "Image",
     "InvalidRequest",
     "Limiter",
+    "LimiterStats",
+    "LimiterUnavailable",
     "LocalLimiter",
     "Location",
     "MessageOption",
@@ -68,6 +72,7 @@ __all__ = [
     "RateLimited",
     "RateLimits",
     "RecallExpired",
+    "RedisLimiter",
     "RetryPolicy",
     "SendResult",
     "ServerError",

@@ -10,7 +10,7 @@ import httpx
 from ._auth import CheckSumAuth
 from ._files import FileEndpoints
 from ._history import HistoryEndpoints
-from ._limits import Limiter, LocalLimiter, RateLimits
+from ._limits import Limiter, LimiterStats, LocalLimiter, RateLimits
 from ._messages import MessageEndpoints
 from ._notifications import NotificationEndpoints
 from ._pipeline import Pipeline
@@ -131,6 +131,14 @@ class NimClient(MessageEndpoints, NotificationEndpoints, FileEndpoints, HistoryE
         """Close the connection pool. The client cannot be used afterwards."""
         self._state = _State.CLOSED
         await self._http.aclose()
+
+    def limiter_stats(self) -> dict[str, LimiterStats]:
+        """Return, per action, the calls made, the waits for a slot, their time and the 416s seen.
+
+        Actions never called are absent. With ``rate_limits=None`` nobody waits,
+        but calls and 416s are still counted.
+        """
+        return self._pipeline.stats()
 
     def _pipe(self) -> Pipeline:
         if self._state is _State.CLOSED:

@@ -12,8 +12,9 @@ The tree::
     │   ├── DuplicateRequest     431
     │   ├── RecallExpired        508
     │   └── ServerError          500, 503, 514, and HTTP 5xx with a non-JSON body
-    └── NimConnectionError                     the exchange itself failed
-        └── NimTimeout
+    ├── NimConnectionError                     the exchange itself failed
+    │   └── NimTimeout
+    └── LimiterUnavailable                     the shared rate limiter's store is down
 
 No exception here ever holds the app secret: they are built from the action name,
 the server's answer and the request's form, never from the signed headers.
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "DuplicateRequest",
     "InvalidRequest",
+    "LimiterUnavailable",
     "NimAPIError",
     "NimConnectionError",
     "NimError",
@@ -136,6 +138,14 @@ class NimConnectionError(NimError):
 
 class NimTimeout(NimConnectionError):
     """Raised when connecting, sending or waiting for the answer timed out."""
+
+
+class LimiterUnavailable(NimError):
+    """Raised when the shared limiter's store (Redis) cannot be reached; nothing was sent.
+
+    Sending without the shared budget could get the whole app blocked, so the
+    call fails instead of going out unlimited.
+    """
 
 
 _CODE_TO_ERROR: dict[int, type[NimAPIError]] = {

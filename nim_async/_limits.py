@@ -22,7 +22,7 @@ from anyio.lowlevel import RunVar
 
 from . import _actions
 
-__all__ = ["ActionLimits", "Limiter", "LocalLimiter", "Rate", "RateLimits"]
+__all__ = ["ActionLimits", "Limiter", "LimiterStats", "LocalLimiter", "Rate", "RateLimits"]
 
 
 @attrs.frozen
@@ -132,6 +132,23 @@ class RateLimits:
             {action: limits.scaled(factor) for action, limits in self.actions},
             self.fallback.scaled(factor),
         )
+
+
+@attrs.frozen
+class LimiterStats:
+    """What the rate limiter did for one action, since the client was created.
+
+    Attributes:
+        calls: Attempts that got a slot and went out.
+        waits: Attempts that had to wait for their slot.
+        wait_seconds: Time spent waiting for slots, in all.
+        rate_limited: 416 answers seen (each blocks the action for its block time).
+    """
+
+    calls: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
+    rate_limited: int = 0
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from ._errors import (
     ServerError,
     error_for_code,
 )
-from ._limits import ActionLimits, Limiter, RateLimits
+from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._retry import RetryPolicy
 from ._validate import validate
 
@@ -157,6 +157,22 @@ class Pipeline:
         self._limiter = limiter
         self._retry = retry
         self._hold = hold
+        self._stats: dict[str, LimiterStats] = {}
+
+    def stats(self) -> dict[str, LimiterStats]:
+        """Return what the limiter did, per action (a snapshot)."""
+        return dict(self._stats)
+
+    def _count(self, action: str, waited: float | None, rate_limited: bool) -> None:
+        old = self._stats.get(action, LimiterStats())
+        # Below a millisecond the slot was free: the time is the lock's, not a wait.
+        did_wait = waited is not None and waited > 0.001
+        self._stats[action] = LimiterStats(
+            calls=old.calls + (waited is not None),
+            waits=old.waits + did_wait,
+            wait_seconds=old.wait_seconds + (waited or 0.0),
+            rate_limited=old.rate_limited + rate_limited,
+        )
 
     async def call(
         self,
@@ -220,6 +236,7 @@ class Pipeline:
             raise
         finally:
             ended = time.perf_counter()
+            self._count(action, None if sent_at is None else sent_at - started, outcome == 416)
             logger.debug(
                 "action=%s attempt=%d outcome=%s elapsed_ms=%.1f waited_ms=%.1f",
                 action,
