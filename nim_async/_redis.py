@@ -24,15 +24,19 @@ __all__ = ["RedisLimiter"]
 
 logger = logging.getLogger("nim_async")
 
+# Times are microseconds on Redis's clock (TIME): milliseconds would let a slot
+# free up to 1 ms early, and a fast call's arrival sits less than that before
+# its release. Doubles hold today's epoch microseconds exactly (< 2^53), and
+# Redis passes Lua numbers on with full precision.
 # KEYS[1]: the block key; KEYS[2..]: one sorted set per rate, member = slot id,
-# score = when the slot frees (ms on Redis's clock).
-# ARGV[1]: slot id; ARGV[2]: hold ms; then calls, per ms for each rate.
+# score = when the slot frees.
+# ARGV[1]: slot id; ARGV[2]: hold µs; then calls, per µs for each rate.
 # A new slot is provisional: it frees at start + hold + per, so a worker that
 # dies mid-call cannot leak capacity for ever (DESIGN §3). Release rewrites it
 # to answer + per.
 _ACQUIRE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
 if blocked > now then return {2, blocked - now} end
 local hold = tonumber(ARGV[2])
@@ -50,29 +54,30 @@ if wait > 0 then return {0, wait} end
 for i = 2, #KEYS do
   local per = tonumber(ARGV[2 * i])
   redis.call('ZADD', KEYS[i], now + hold + per, ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], hold + per + 1000)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((hold + per) / 1000) + 1000)
 end
 return {1, 0}
 """
 
-# KEYS: the rate sets; ARGV[1]: slot id; ARGV[2..]: per ms of each rate.
+# KEYS: the rate sets; ARGV[1]: slot id; ARGV[2..]: per µs of each rate.
 _RELEASE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS do
   redis.call('ZADD', KEYS[i], 'XX', now + tonumber(ARGV[i + 1]), ARGV[1])
 end
 return 1
 """
 
-# KEYS[1]: the block key; ARGV[1]: block ms. Never shortens a longer block.
+# KEYS[1]: the block key; ARGV[1]: block µs. Never shortens a longer block.
 _BLOCK = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local until_ms = now + tonumber(ARGV[1])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_us = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ms > current then
-  redis.call('SET', KEYS[1], until_ms, 'PX', tonumber(ARGV[1]) + 1000)
+if until_us > current then
+  local ttl_ms = math.ceil(tonumber(ARGV[1]) / 1000) + 1000
+  redis.call('SET', KEYS[1], until_us, 'PX', ttl_ms)
 end
 return 1
 """
@@ -81,8 +86,8 @@ return 1
 _local_queues: RunVar[dict[str, anyio.Lock]] = RunVar("nim_async_redis_queues")
 
 
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
+def _us(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1_000_000))
 
 
 class RedisLimiter:
@@ -120,7 +125,7 @@ class RedisLimiter:
         return f"RedisLimiter(prefix={self._prefix!r})"
 
     def _keys(self, key: str, limits: ActionLimits) -> list[str]:
-        return [f"{self._prefix}:{key}:{rate.calls}/{_ms(rate.per)}" for rate in limits.rates]
+        return [f"{self._prefix}:{key}:{rate.calls}/{_us(rate.per)}" for rate in limits.rates]
 
     async def _run(self, script: Any, keys: list[str], args: list[object]) -> Any:
         from redis.exceptions import RedisError
@@ -155,19 +160,19 @@ class RedisLimiter:
         """
         slot_id = uuid.uuid4().hex
         rate_keys = self._keys(key, limits)
-        args: list[object] = [slot_id, _ms(hold)]
+        args: list[object] = [slot_id, _us(hold)]
         for rate in limits.rates:
-            args += [rate.calls, _ms(rate.per)]
+            args += [rate.calls, _us(rate.per)]
         async with self._queue(key):
             while True:
-                state, wait_ms = await self._run(
+                state, wait_us = await self._run(
                     self._acquire, [f"{self._prefix}:{key}:block", *rate_keys], args
                 )
                 if state == 1:
                     break
                 # Blocked (2): the block's end is known. Full (0): the slot that
                 # frees first may still be in flight, with a provisional end.
-                wait = int(wait_ms) / 1000
+                wait = int(wait_us) / 1_000_000
                 await anyio.sleep(wait if state == 2 else min(wait, self._poll))
         try:
             yield
@@ -176,7 +181,7 @@ class RedisLimiter:
                 await self._run(
                     self._release,
                     rate_keys,
-                    [slot_id, *(_ms(rate.per) for rate in limits.rates)],
+                    [slot_id, *(_us(rate.per) for rate in limits.rates)],
                 )
             except LimiterUnavailable:
                 # The slot keeps its provisional end (start + hold + per):
@@ -189,7 +194,7 @@ class RedisLimiter:
         Raises:
             LimiterUnavailable: Redis cannot be reached.
         """
-        await self._run(self._block, [f"{self._prefix}:{key}:block"], [_ms(seconds)])
+        await self._run(self._block, [f"{self._prefix}:{key}:block"], [_us(seconds)])
 
     async def aclose(self) -> None:
         """Close the connection pool made from a URL; a Redis client you passed stays yours."""

@@ -123,6 +123,23 @@ async def test_keys_expire_on_their_own(redis_url: str) -> None:
     await limiter.aclose()
 
 
+async def test_slot_ends_keep_every_microsecond(redis_url: str) -> None:
+    """Milliseconds would free a slot up to 1 ms early: more than a fast call's margin."""
+    limiter = nim.RedisLimiter(redis_url, prefix="us")
+    for _ in range(6):
+        async with limiter.slot("app:w", ATTACH, hold=1):
+            await anyio.sleep(0.001)
+    redis = aioredis.Redis.from_url(redis_url)
+    ends = [
+        int(end) for _, end in await redis.zrange("us:app:w:100/500000", 0, -1, withscores=True)
+    ]
+    assert len(ends) == 6
+    assert all(abs(end / 1_000_000 - time.time()) < 5 for end in ends)
+    assert any(end % 1000 for end in ends)
+    await redis.aclose()
+    await limiter.aclose()
+
+
 async def test_an_unreachable_redis_fails_the_call_before_sending() -> None:
     """A Redis outage raises LimiterUnavailable; the call is not sent unlimited."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
