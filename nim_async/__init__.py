@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ._bulk import BatchFailed, BatchResult, FailedChunk, Progress
+from ._bulk import BatchFailed, BatchJob, BatchResult, FailedChunk, Progress
 from ._client import CHINA_URL, OVERSEAS_URL, NimClient
 from ._errors import (
+    ChunkCancelled,
     DuplicateRequest,
     InvalidRequest,
     LimiterUnavailable,
@@ -43,9 +44,11 @@ __all__ = [
     "OVERSEAS_URL",
     "ActionLimits",
     "BatchFailed",
+    "BatchJob",
     "BatchResult",
     "Body",
     "Broadcast",
+    "ChunkCancelled",
     "Custom",
     "DuplicateRequest",
     "FailedChunk",

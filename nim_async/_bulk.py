@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -21,13 +20,14 @@ from typing import Any
 import anyio
 import attrs
 
-from ._errors import InvalidRequest, NimConnectionError, NimError, ServerError
+from ._errors import ChunkCancelled, InvalidRequest, NimConnectionError, NimError, ServerError
 from ._forms import json_text
 from ._pipeline import Endpoint, Pipeline
 from ._validate import validate
 
 __all__ = [
     "BatchFailed",
+    "BatchJob",
     "BatchResult",
     "FailedChunk",
     "Progress",
@@ -153,31 +153,68 @@ def _check_accids(recipients: Sequence[str]) -> None:
             )
 
 
-async def _chunks(recipients: Recipients, size: int) -> AsyncIterator[list[str]]:
-    chunk: list[str] = []
-    if isinstance(recipients, AsyncIterable):
-        async for accid in recipients:
-            chunk.append(accid)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    else:
-        for accid in recipients:
-            chunk.append(accid)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+@attrs.frozen
+class _Sent:
+    size: int
+    answer: Answer
+
+
+class BatchJob:
+    """The running record of one bulk send, readable at any moment, even after a cancel.
+
+    Pass one as ``job=`` to ``send_batch_msg`` / ``send_batch_attach_msg`` when the
+    send may be cancelled (a timeout, a shutdown): ``job.result()`` then still
+    puts every recipient read so far in exactly one place. Chunks cut off by
+    the cancel are failed with ``ChunkCancelled``, whose
+    ``may_have_reached_server`` says whether their request had gone out.
+    Recipients not yet read are still in your iterator.
+    """
+
+    __slots__ = ("_calls", "_done", "_failed", "_outcomes", "total")
+
+    def __init__(self) -> None:
+        self._outcomes: dict[int, _Sent | FailedChunk] = {}
+        self._calls = 0
+        self._done = 0
+        self._failed = 0
+        self.total: int | None = None
+
+    @property
+    def progress(self) -> Progress:
+        """Where the job stands now."""
+        return Progress(self._done, self.total, self._failed)
+
+    def _record(self, index: int, outcome: _Sent | FailedChunk) -> None:
+        self._outcomes[index] = outcome
+        self._done += outcome.size if isinstance(outcome, _Sent) else len(outcome.accids)
+        self._failed += isinstance(outcome, FailedChunk)
+
+    def result(self) -> BatchResult:
+        """Merge the chunk outcomes so far, in input order, whatever order they finished in."""
+        result = BatchResult(calls=self._calls)
+        accepted = 0
+        for index in sorted(self._outcomes):
+            outcome = self._outcomes[index]
+            if isinstance(outcome, FailedChunk):
+                result.failed.append(outcome)
+                continue
+            unregister = parse_unregister(outcome.answer.get("unregister"))
+            result.unregister.extend(unregister)
+            msgids = outcome.answer.get("msgids") or {}
+            result.msgids.update({str(accid): int(msgid) for accid, msgid in msgids.items()})
+            accepted += outcome.size - len(unregister)
+        return attrs.evolve(result, accepted=accepted)
 
 
 async def send_in_chunks(
     recipients: Recipients,
     send: Callable[[list[str]], Awaitable[Answer]],
     *,
+    action: str,
     chunk_size: int,
     max_concurrency: int,
     on_progress: Callable[[Progress], object] | None = None,
+    job: BatchJob | None = None,
 ) -> BatchResult:
     """Send to ``recipients`` in chunks, at most ``max_concurrency`` at a time.
 
@@ -187,9 +224,11 @@ async def send_in_chunks(
     Args:
         recipients: Accids, from any iterable or async iterable.
         send: Sends one chunk and returns the server's answer.
+        action: The NIM action, for errors.
         chunk_size: Recipients per call.
         max_concurrency: Calls in flight at once.
         on_progress: Called after every chunk.
+        job: Where the outcomes are recorded as they come; a new one if None.
 
     Raises:
         InvalidRequest: ``recipients`` is a string, or a sequence holding a bad accid.
@@ -198,59 +237,63 @@ async def send_in_chunks(
         raise InvalidRequest("toAccids", "an iterable of accids, not a single string")
     if max_concurrency < 1:
         raise InvalidRequest("max_concurrency", "at least 1", max_concurrency)
-    total: int | None = None
+    job = BatchJob() if job is None else job
     if isinstance(recipients, Sequence):
         _check_accids(recipients)
-        total = len(recipients)
-
-    outcomes: dict[int, _Sent | FailedChunk] = {}
-    done = failed = 0
+        job.total = len(recipients)
     slots = anyio.Semaphore(max_concurrency)
+    cancelled = anyio.get_cancelled_exc_class()
+
+    def cut_off(index: int, chunk: list[str], *, sent: bool) -> None:
+        reason = "the job was cancelled with this chunk " + ("in flight" if sent else "unsent")
+        error = ChunkCancelled(reason, action=action, may_have_reached_server=sent)
+        job._record(index, FailedChunk(tuple(chunk), error))
 
     async def run(index: int, chunk: list[str]) -> None:
-        nonlocal done, failed
         try:
-            outcomes[index] = _Sent(len(chunk), await send(chunk))
+            job._record(index, _Sent(len(chunk), await send(chunk)))
         except NimError as error:
-            outcomes[index] = FailedChunk(tuple(chunk), error)
-            failed += 1
+            job._record(index, FailedChunk(tuple(chunk), error))
+        except cancelled:
+            cut_off(index, chunk, sent=True)
+            raise
         finally:
             slots.release()
-        done += len(chunk)
         if on_progress is not None:
-            on_progress(Progress(done, total, failed))
+            on_progress(job.progress)
 
-    async with anyio.create_task_group() as group:
-        index = 0
-        async for chunk in _chunks(recipients, chunk_size):
-            await slots.acquire()
-            group.start_soon(run, index, chunk)
-            index += 1
+    index = 0
+    chunk: list[str] = []
 
-    return _merge(outcomes)
+    async def dispatch() -> None:
+        nonlocal index, chunk
+        await slots.acquire()
+        job._calls += 1
+        group.start_soon(run, index, chunk)
+        index += 1
+        chunk = []
 
-
-@attrs.frozen
-class _Sent:
-    size: int
-    answer: Answer
-
-
-def _merge(outcomes: dict[int, _Sent | FailedChunk]) -> BatchResult:
-    """Merge chunk outcomes in input order, whatever order they finished in."""
-    result = BatchResult(calls=len(outcomes))
-    accepted = 0
-    for index in sorted(outcomes):
-        outcome = outcomes[index]
-        if isinstance(outcome, FailedChunk):
-            result.failed.append(outcome)
-            continue
-        unregister = parse_unregister(outcome.answer.get("unregister"))
-        result.unregister.extend(unregister)
-        msgids = outcome.answer.get("msgids") or {}
-        result.msgids.update({str(accid): int(msgid) for accid, msgid in msgids.items()})
-        accepted += outcome.size - len(unregister)
-    return attrs.evolve(result, accepted=accepted)
+    try:
+        async with anyio.create_task_group() as group:
+            # Chunks are built here, not in a generator, so that a cancel finds
+            # the recipients already read and accounts for them.
+            if isinstance(recipients, AsyncIterable):
+                async for accid in recipients:
+                    chunk.append(accid)
+                    if len(chunk) == chunk_size:
+                        await dispatch()
+            else:
+                for accid in recipients:
+                    chunk.append(accid)
+                    if len(chunk) == chunk_size:
+                        await dispatch()
+            if chunk:
+                await dispatch()
+    except cancelled:
+        if chunk:
+            cut_off(index, chunk, sent=False)
+        raise
+    return job.result()
 
 
 async def call_in_chunks(
@@ -262,6 +305,7 @@ async def call_in_chunks(
     chunk_size: int,
     max_concurrency: int,
     on_progress: Callable[[Progress], object] | None,
+    job: BatchJob | None,
 ) -> BatchResult:
     """Send ``form`` to ``recipients`` through ``endpoint``, one ``toAccids`` chunk per call.
 
@@ -276,7 +320,9 @@ async def call_in_chunks(
     return await send_in_chunks(
         recipients,
         send,
+        action=endpoint.action,
         chunk_size=chunk_size,
         max_concurrency=max_concurrency,
         on_progress=on_progress,
+        job=job,
     )

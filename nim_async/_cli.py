@@ -12,11 +12,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TextIO
 
 import anyio
 
+from ._bulk import BatchResult, Progress
 from ._client import CHINA_URL, NimClient
 from ._errors import NimError
 from ._limits import RateLimits
@@ -58,6 +60,72 @@ async def _attach(args: argparse.Namespace) -> None:
     print(json.dumps({"ok": True}))
 
 
+def _accids(source: str) -> Iterator[str]:
+    """Read accids one per line, lazily, from a file or stdin ("-"); blank lines skipped."""
+    stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    with stream:
+        for line in stream:
+            if accid := line.strip():
+                yield accid
+
+
+class _ProgressBar:
+    """A one-line progress display, redrawn after every chunk; silent when not on a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self._stream = sys.stderr if stream is None else stream
+        self._width = width
+        self.drawn = False
+
+    def __call__(self, progress: Progress) -> None:
+        if not self._stream.isatty():
+            return
+        self.drawn = True
+        if progress.total:
+            filled = self._width * progress.done // progress.total
+            bar = "#" * filled + "." * (self._width - filled)
+            where = f"[{bar}] {progress.done:,}/{progress.total:,}"
+        else:
+            where = f"{progress.done:,} recipients"
+        print(f"\r{where}, {progress.failed_chunks} failed chunks", end="", file=self._stream)
+
+    def close(self) -> None:
+        """End the bar's line, if one was drawn."""
+        if self.drawn:
+            print(file=self._stream)
+
+
+def _report(result: BatchResult, failed_to: str | None) -> None:
+    unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
+    if failed_to is not None:
+        with open(failed_to, "w", encoding="utf-8") as out:
+            out.writelines(f"{accid}\n" for accid in unsent)
+    summary = {
+        "accepted": result.accepted,
+        "unregistered": len(result.unregister),
+        "failed_chunks": len(result.failed),
+        "surely_unsent": len(unsent),
+        "maybe_sent": result.failed_count - len(unsent),
+        "calls": result.calls,
+    }
+    print(json.dumps(summary))
+
+
+async def _batch(args: argparse.Namespace) -> None:
+    bar = _ProgressBar()
+    async with _client() as client:
+        if args.attach:
+            result = await client.send_batch_attach_msg(
+                args.sender, _accids(args.to), args.content, on_progress=bar
+            )
+        else:
+            result = await client.send_batch_msg(
+                args.sender, _accids(args.to), Text(args.content), on_progress=bar
+            )
+    bar.close()
+    _report(result, args.failed_to)
+
+
 async def _emulator(args: argparse.Namespace) -> None:
     from .testing import NimEmulator
 
@@ -70,34 +138,67 @@ async def _emulator(args: argparse.Namespace) -> None:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    """Send a burst of messages and notifications to an in-process emulator that
-    enforces the real limits in compressed time, and report what happened."""
+    """Run a burst and a bulk job against an in-process emulator that enforces the
+    real limits in compressed time and fails some calls, and report what happened."""
     from .testing import NimEmulator
 
     limits = RateLimits.default().scaled(args.scale)
-    emulator = NimEmulator(_DEMO_KEY, _DEMO_SECRET, rate_limits=limits)
+    registered = [f"user{number}" for number in range(args.recipients * 9 // 10)]
+    emulator = NimEmulator(
+        _DEMO_KEY, _DEMO_SECRET, rate_limits=limits, accounts=["demo-sender", *registered]
+    )
+    # Every 7th batch call is refused (not carried out): the job goes on, and
+    # the chunks that surely did not go are resent afterwards.
+    emulator.fail_every("msg/sendBatchAttachMsg", 7, 414, desc="injected refusal")
+
+    async def recipients() -> AsyncIterator[str]:
+        for number in range(args.recipients):
+            yield f"user{number}"
+
     started = time.perf_counter()
-    async with (
-        NimClient(
-            _DEMO_KEY,
-            _DEMO_SECRET,
-            base_url="http://nim.demo/nimserver/",
-            transport=emulator.transport(),
-            rate_limits=limits,
-        ) as client,
-        anyio.create_task_group() as group,
-    ):
-        for number in range(args.messages):
-            group.start_soon(client.send_msg, "demo-sender", f"user{number}", Text("hello"))
-            group.start_soon(client.send_attach_msg, "demo-sender", f"user{number}", {"n": number})
-    elapsed = time.perf_counter() - started
+    async with NimClient(
+        _DEMO_KEY,
+        _DEMO_SECRET,
+        base_url="http://nim.demo/nimserver/",
+        transport=emulator.transport(),
+        rate_limits=limits,
+    ) as client:
+        async with anyio.create_task_group() as group:
+            for number in range(args.messages):
+                group.start_soon(client.send_msg, "demo-sender", f"user{number}", Text("hello"))
+        print(
+            f"burst: {args.messages} messages in {time.perf_counter() - started:.2f} s "
+            f"(limit 100 per {limits.for_action('msg/sendMsg').rates[0].per:g} s)"
+        )
+
+        started = time.perf_counter()
+        bar = _ProgressBar()
+        result = await client.send_batch_attach_msg(
+            "demo-sender", recipients(), {"event": "sale"}, on_progress=bar
+        )
+        bar.close()
+        print(
+            f"bulk: {args.recipients:,} recipients in {time.perf_counter() - started:.2f} s: "
+            f"{result.accepted:,} accepted, {len(result.unregister):,} unregistered, "
+            f"{len(result.failed)} chunks failed ({result.failed_count:,} recipients)"
+        )
+        emulator.fail_every("msg/sendBatchAttachMsg", 0, 414)
+        resend = [a for c in result.failed if not c.may_have_been_sent for a in c.accids]
+        again = await client.send_batch_attach_msg("demo-sender", resend, {"event": "sale"})
+        print(
+            f"resent {len(resend):,} surely-unsent recipients: {again.accepted:,} accepted, "
+            f"{len(again.unregister):,} unregistered, {len(again.failed)} chunks failed"
+        )
     codes: dict[int, int] = {}
     for call in emulator.calls:
         codes[call.code or call.status] = codes.get(call.code or call.status, 0) + 1
-    print(f"sent {args.messages} messages and {args.messages} notifications in {elapsed:.2f} s")
-    print(f"limits: 100 calls per {limits.for_action('msg/sendMsg').rates[0].per:g} s per action")
-    print(f"server answers: {dict(sorted(codes.items()))}")
-    print(f"messages stored by the emulator: {len(emulator.messages)}")
+    deliveries = Counter(m.to for m in emulator.messages if m.action == "msg/sendBatchAttachMsg")
+    once = sum(count == 1 for count in deliveries.values())
+    print(f"server answers: {dict(sorted(codes.items()))}, {codes.get(416, 0)} blocked (416)")
+    print(
+        f"registered recipients notified exactly once: {once:,} of {len(registered):,}; "
+        f"twice or more: {sum(count > 1 for count in deliveries.values())}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,8 +231,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.set_defaults(run=_emulator)
 
+    batch = commands.add_parser(
+        "batch", help="send a text (or, with --attach, a notification) to many accids"
+    )
+    batch.add_argument("sender")
+    batch.add_argument("content", help="the text, or the notification with --attach")
+    batch.add_argument("--to", default="-", help="a file of accids, one per line (- = stdin)")
+    batch.add_argument("--attach", action="store_true", help="send a system notification")
+    batch.add_argument(
+        "--failed-to", metavar="FILE", help="write the accids that surely were not sent"
+    )
+    batch.set_defaults(run=_batch)
+
     demo = commands.add_parser("demo", help="run a burst against an in-process emulator")
     demo.add_argument("--messages", type=int, default=300)
+    demo.add_argument("--recipients", type=int, default=20_000)
     demo.add_argument("--scale", type=float, default=0.1, help="time scale of the limits")
     demo.set_defaults(run=_demo)
     return parser

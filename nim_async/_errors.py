@@ -13,7 +13,8 @@ The tree::
     │   ├── RecallExpired        508
     │   └── ServerError          500, 503, 514, and HTTP 5xx with a non-JSON body
     ├── NimConnectionError                     the exchange itself failed
-    │   └── NimTimeout
+    │   ├── NimTimeout
+    │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
     └── LimiterUnavailable                     the shared rate limiter's store is down
 
 No exception here ever holds the app secret: they are built from the action name,
@@ -23,6 +24,7 @@ the server's answer and the request's form, never from the signed headers.
 from __future__ import annotations
 
 __all__ = [
+    "ChunkCancelled",
     "DuplicateRequest",
     "InvalidRequest",
     "LimiterUnavailable",
@@ -138,6 +140,13 @@ class NimConnectionError(NimError):
 
 class NimTimeout(NimConnectionError):
     """Raised when connecting, sending or waiting for the answer timed out."""
+
+
+class ChunkCancelled(NimConnectionError):
+    """Recorded (in a ``FailedChunk``, never raised) for a chunk cut off by cancelling its job.
+
+    ``may_have_reached_server`` is True when its request had gone out.
+    """
 
 
 class LimiterUnavailable(NimError):

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import _actions as act
-from ._bulk import BatchResult, Progress, Recipients, call_in_chunks
+from ._bulk import BatchJob, BatchResult, Progress, Recipients, call_in_chunks
 from ._forms import body_fields, flag, option_field, push_fields, wire
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
 from ._pipeline import Answer, Endpoint, EndpointGroup, raw_answer
@@ -155,6 +155,7 @@ class MessageEndpoints(EndpointGroup):
         env: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         on_progress: Callable[[Progress], object] | None = None,
+        job: BatchJob | None = None,
     ) -> BatchResult:
         """Send one message to many users (msg/sendBatchMsg), chunked for you.
 
@@ -177,6 +178,8 @@ class MessageEndpoints(EndpointGroup):
             env: The message-copy environment (``env``).
             max_concurrency: Batch calls in flight at once.
             on_progress: Called with a ``Progress`` after every chunk.
+            job: A ``BatchJob`` that records outcomes as they come, so that they
+                are known even if this call is cancelled.
 
         Returns:
             The merged result: every receiver is accepted, in ``unregister``, or
@@ -208,6 +211,7 @@ class MessageEndpoints(EndpointGroup):
             chunk_size=chunk_size,
             max_concurrency=max_concurrency,
             on_progress=on_progress,
+            job=job,
         )
 
     async def broadcast(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import _actions as act
-from ._bulk import BatchResult, Progress, Recipients, call_in_chunks
+from ._bulk import BatchJob, BatchResult, Progress, Recipients, call_in_chunks
 from ._forms import option_field, push_fields, save_field, wire
 from ._models import MessageOption, Push
 from ._pipeline import Endpoint, EndpointGroup, no_result, raw_answer
@@ -98,6 +98,7 @@ class NotificationEndpoints(EndpointGroup):
         env: str | None = None,
         max_concurrency: int = 4,
         on_progress: Callable[[Progress], object] | None = None,
+        job: BatchJob | None = None,
     ) -> BatchResult:
         """Send one notification to many users (msg/sendBatchAttachMsg), chunked for you.
 
@@ -118,6 +119,8 @@ class NotificationEndpoints(EndpointGroup):
             env: The message-copy environment (``env``).
             max_concurrency: Batch calls in flight at once.
             on_progress: Called with a ``Progress`` after every chunk.
+            job: A ``BatchJob`` that records outcomes as they come, so that they
+                are known even if this call is cancelled.
 
         Returns:
             The merged result: every receiver is accepted, in ``unregister``, or
@@ -146,4 +149,5 @@ class NotificationEndpoints(EndpointGroup):
             chunk_size=self.batch_size,
             max_concurrency=max_concurrency,
             on_progress=on_progress,
+            job=job,
         )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import pytest
 
 import nim_async as nim
-from nim_async._cli import main
+from nim_async._cli import _ProgressBar, main
 from nim_async.testing import NimEmulator
 
 from .conftest import APP_KEY, APP_SECRET
@@ -67,12 +69,73 @@ def test_missing_credentials_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         main(["send", "alice", "bob", "hello"])
 
 
-def test_demo_reports_every_call_accepted(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo's burst against the rate-limited emulator gets no 416."""
-    main(["demo", "--messages", "150", "--scale", "0.05"])
+def test_demo_reports_no_block_and_everybody_notified_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo's burst and bulk job get no 416; refused chunks are resent, nobody twice."""
+    main(["demo", "--messages", "150", "--recipients", "5000", "--scale", "0.05"])
     out = capsys.readouterr().out
-    assert "server answers: {200: 300}" in out
-    assert "messages stored by the emulator: 300" in out
+    assert "0 blocked (416)" in out
+    assert "bulk: 5,000 recipients" in out
+    assert "resent 500 surely-unsent recipients: 500 accepted" in out
+    assert "notified exactly once: 4,500 of 4,500; twice or more: 0" in out
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_reads_accids_from_a_file_and_writes_the_unsent(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`nim-async batch` sends to every accid of the file; refused ones go to --failed-to."""
+    accids = tmp_path / "accids.txt"
+    accids.write_text("".join(f"user{n}\n" for n in range(1200)) + "\n")
+    failed_to = tmp_path / "unsent.txt"
+    emulator.fail_next("msg/sendBatchMsg", 414)
+    main(["batch", "alice", "hello", "--to", str(accids), "--failed-to", str(failed_to)])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == {
+        "accepted": 700,
+        "unregistered": 0,
+        "failed_chunks": 1,
+        "surely_unsent": 500,
+        "maybe_sent": 0,
+        "calls": 3,
+    }
+    unsent = failed_to.read_text().split()
+    assert len(unsent) == 500
+    assert {m.to for m in emulator.messages}.isdisjoint(unsent)
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_attach_reads_stdin(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--attach` sends a notification; `--to -` (the default) reads accids from stdin."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("bob\ncarol\n"))
+    main(["batch", "alice", '{"ping":1}', "--attach"])
+    assert json.loads(capsys.readouterr().out)["accepted"] == 2
+    assert emulator.calls[0].form["toAccids"] == '["bob","carol"]'
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+    """A bar with the total when known, a count when not; nothing when piped."""
+    terminal = _Terminal()
+    bar = _ProgressBar(terminal, width=10)
+    bar(nim.Progress(done=500, total=1000, failed_chunks=1))
+    bar(nim.Progress(done=1500, total=None, failed_chunks=0))
+    bar.close()
+    assert terminal.getvalue() == (
+        "\r[#####.....] 500/1,000, 1 failed chunks\r1,500 recipients, 0 failed chunks\n"
+    )
+    piped = io.StringIO()
+    silent = _ProgressBar(piped)
+    silent(nim.Progress(done=1, total=2, failed_chunks=0))
+    silent.close()
+    assert piped.getvalue() == ""
 
 
 def _free_port() -> int:
@@ -85,7 +148,7 @@ def _free_port() -> int:
 def test_the_emulator_command_serves_on_a_port() -> None:
     """`nim-async emulator --port N` answers real clients until stopped."""
     port = _free_port()
-    command = "from nim_async._cli import main; main()"
+    command = "from nim_async._cli import _ProgressBar, main; main()"
     server = subprocess.Popen(
         [sys.executable, "-c", command, "emulator", "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -37,3 +37,18 @@ def test_the_endpoint_tour_runs_as_written(capsys: pytest.CaptureFixture[str]) -
     assert "uploaded True True" in out
     assert "clean-up task 32" in out
     assert re.search(r"^broadcast \d+ \(", out, re.MULTILINE)
+
+
+def test_the_bulk_job_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """The bulk example sends 12,000, resends the refused chunks, and raises nothing."""
+    exec(
+        compile(
+            _section_code("Bulk jobs: any number of recipients, each accounted for once"),
+            "README.md",
+            "exec",
+        ),
+        {"__name__": "__main__"},
+    )
+    out = capsys.readouterr().out
+    assert "accepted 10,000, failed chunks 4" in out
+    assert "resent 2,000; 0 chunks to check before resending" in out

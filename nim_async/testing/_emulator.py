@@ -102,6 +102,7 @@ class NimEmulator:
         )
         self._control = FrequencyControl(rate_limits)
         self._faults: dict[str, deque[_Fault]] = {}
+        self._periodic: dict[str, tuple[int, int, _Fault]] = {}
         self._latency: dict[str | None, float] = {}
         self._app: ASGIApp | None = None
         self.calls: list[Call] = []
@@ -214,6 +215,34 @@ class NimEmulator:
         """
         self._queue(action, html_error(status), count, after)
 
+    def fail_every(
+        self, action: str, nth: int, code: int, *, after: bool = False, desc: str | None = None
+    ) -> None:
+        """Make every ``nth`` signed call of ``action`` answer ``code``, until ``nth=0``.
+
+        For failures spread through a long job (``nth=4``: a quarter of the
+        calls fail). Faults queued by `fail_next` come first.
+
+        Args:
+            action: The action name.
+            nth: Fail the nth, 2×nth, ... call from now on; 0 stops.
+            code: The NIM code to answer.
+            after: Carry the call out first, as in `fail_next`.
+            desc: The ``desc``; by default the facts file's text for the code.
+
+        Raises:
+            ValueError: Unknown action, or ``nth`` negative.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known: {sorted(ACTIONS)}")
+        if nth < 0:
+            raise ValueError("nth must be 0 or more")
+        with self._lock:
+            if nth == 0:
+                self._periodic.pop(action, None)
+            else:
+                self._periodic[action] = (nth, 0, _Fault(nim_error(code, desc), after))
+
     def _queue(self, action: str, answer: Answer, count: int, after: bool) -> None:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; known: {sorted(ACTIONS)}")
@@ -323,7 +352,14 @@ class NimEmulator:
 
     def _take_fault(self, action: str) -> _Fault | None:
         queue = self._faults.get(action)
-        return queue.popleft() if queue else None
+        if queue:
+            return queue.popleft()
+        periodic = self._periodic.get(action)
+        if periodic is None:
+            return None
+        nth, seen, fault = periodic
+        self._periodic[action] = (nth, seen + 1, fault)
+        return fault if (seen + 1) % nth == 0 else None
 
     def _carry_out(self, req: Request) -> Answer:
         expected = _MULTIPART if req.action == "msg/fileUpload" else _FORM
