@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
 
 import nim_async as nim
@@ -27,7 +31,36 @@ async def every_endpoint(transport: httpx.AsyncBaseTransport) -> None:
         msgid: int = result.msgid
         timetag: int = result.timetag
         await client.send_attach_msg("a", "b", {"k": 1}, offline=True)
-        del msgid, timetag
+
+        async def recipients() -> AsyncIterator[str]:
+            yield "b"
+
+        job = nim.BatchJob()
+        batch: nim.BatchResult = await client.send_batch_msg(
+            "a", recipients(), nim.Image("u", "m", "jpg", 1, 1, 1), return_msgid=True, job=job
+        )
+        ids: dict[str, int] = batch.msgids
+        failed: list[nim.FailedChunk] = batch.failed
+        progress: nim.Progress = job.progress
+        attach_batch: nim.BatchResult = await client.send_batch_attach_msg(
+            "a", ["b", "c"], "x", on_progress=lambda p: print(p.done), max_concurrency=2
+        )
+        attach_batch.raise_for_failures()
+        url: str = await client.upload(b"x", type="image/png", https=True, expire_sec=86400)
+        url = await client.file_upload(Path("f.bin"), tag="t")
+        task: str = await client.clean_nos_files(dt.datetime(2026, 1, 1), 1767312000000)
+        await client.recall(result.msgid, result.timetag, from_="a", to="b", ignore_time=True)
+        sent: nim.Broadcast = await client.broadcast("hi", offline=True, target_os=["ios"])
+        await client.delete_msg_one_way(msgid, timetag, from_="a", to="b", team=False)
+        await client.delete_roam_session("a", "b", team=True)
+        stats: dict[str, nim.LimiterStats] = client.limiter_stats()
+        del msgid, timetag, ids, failed, progress, url, task, sent, stats
+
+
+async def shared_budget() -> None:
+    limiter: nim.Limiter = nim.RedisLimiter("redis://localhost:6379/0", prefix="nim")
+    async with nim.NimClient("key", "secret", limiter=limiter) as client:
+        await client.send_msg("a", "b", nim.Tip("t"))
 
 
 def emulator_records() -> None:
