@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _actions as act
-from ._forms import push_fields, wire
+from ._forms import Form, push_fields, wire
 from ._models import Push
 from ._pipeline import Endpoint, EndpointGroup, no_result
 
@@ -18,6 +18,20 @@ __all__ = ["HistoryEndpoints"]
 _RECALL = Endpoint(act.RECALL, no_result, idempotent=True)
 _DEL_MSG_ONE_WAY = Endpoint(act.DEL_MSG_ONE_WAY, no_result, idempotent=True)
 _DEL_ROAM_SESSION = Endpoint(act.DEL_ROAM_SESSION, no_result, idempotent=True)
+
+
+def _message_at(
+    msgid: int | str, timetag: int, kind: str, from_: str, to: str, msg: str | None
+) -> Form:
+    """The fields that point recall and delMsgOneWay at one message (seed: same rows)."""
+    return {
+        "deleteMsgid": str(msgid),
+        "timetag": wire(timetag),
+        "type": kind,
+        "from": from_,
+        "to": to,
+        "msg": msg,
+    }
 
 
 class HistoryEndpoints(EndpointGroup):
@@ -61,12 +75,7 @@ class HistoryEndpoints(EndpointGroup):
             NimAPIError: Any other error answer.
         """
         form = {
-            "deleteMsgid": str(msgid),
-            "timetag": wire(timetag),
-            "type": "8" if team else "7",
-            "from": from_,
-            "to": to,
-            "msg": msg,
+            **_message_at(msgid, timetag, "8" if team else "7", from_, to, msg),
             "ignoreTime": "1" if ignore_time else None,
             **push_fields(push),
             "env": env,
@@ -101,14 +110,7 @@ class HistoryEndpoints(EndpointGroup):
             InvalidRequest: A parameter breaks a documented limit; nothing was sent.
             NimAPIError: An error answer.
         """
-        form = {
-            "deleteMsgid": str(msgid),
-            "timetag": wire(timetag),
-            "type": "14" if team else "13",
-            "from": from_,
-            "to": to,
-            "msg": msg,
-        }
+        form = _message_at(msgid, timetag, "14" if team else "13", from_, to, msg)
         await self._pipe().call(_DEL_MSG_ONE_WAY, form)
 
     async def delete_roam_session(self, from_: str, to: str, *, team: bool = False) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from . import _actions as act
 from ._bulk import BatchJob, BatchResult, Progress, Recipients, call_in_chunks
-from ._forms import body_fields, flag, option_field, push_fields, wire
+from ._forms import Form, body_fields, flag, option_field, push_fields, wire
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
 from ._pipeline import Answer, Endpoint, EndpointGroup, raw_answer
 
@@ -35,6 +35,31 @@ def _broadcast(answer: Answer) -> Broadcast:
         target_os=tuple(msg.get("targetOs") or ()),
         from_=msg.get("fromAccid"),
     )
+
+
+def _message_fields(
+    body: Body,
+    option: MessageOption | None,
+    push: Push | None,
+    msg_desc: str | None,
+    ext: str | Mapping[str, Any] | None,
+    bid: str | None,
+    use_yidun: bool | None,
+    yidun_anti_cheating: Mapping[str, Any] | None,
+    env: str | None,
+) -> Form:
+    """The fields sendMsg and sendBatchMsg share (seed: the same rows in both tables)."""
+    return {
+        **body_fields(body),
+        "msgDesc": msg_desc,
+        "option": option_field(option),
+        **push_fields(push),
+        "ext": wire(ext),
+        "bid": bid,
+        "useYidun": flag(use_yidun),
+        "yidunAntiCheating": wire(yidun_anti_cheating),
+        "env": env,
+    }
 
 
 _SEND_MSG = Endpoint(act.SEND_MSG, _send_result)
@@ -116,25 +141,19 @@ class MessageEndpoints(EndpointGroup):
             "from": from_,
             "ope": "1" if team else "0",
             "to": to,
-            **body_fields(body),
-            "msgDesc": msg_desc,
+            **_message_fields(
+                body, option, push, msg_desc, ext, bid, use_yidun, yidun_anti_cheating, env
+            ),
             "antispam": wire(antispam),
             "antispamCustom": wire(antispam_custom),
-            "option": option_field(option),
-            **push_fields(push),
-            "ext": wire(ext),
             "forcepushlist": wire(force_push_list),
             "forcepushcontent": force_push_content,
             "forcepushall": wire(force_push_all),
-            "bid": bid,
-            "useYidun": flag(use_yidun),
-            "yidunAntiCheating": wire(yidun_anti_cheating),
             "markRead": flag(mark_read),
             "checkFriend": wire(check_friend),
             "subType": wire(sub_type),
             "msgSenderNoSense": flag(sender_no_sense),
             "msgReceiverNoSense": flag(receiver_no_sense),
-            "env": env,
         }
         return await self._pipe().call(_SEND_MSG, form)
 
@@ -191,16 +210,10 @@ class MessageEndpoints(EndpointGroup):
         """
         form = {
             "fromAccid": from_,
-            **body_fields(body),
-            "msgDesc": msg_desc,
-            "option": option_field(option),
-            **push_fields(push),
-            "ext": wire(ext),
-            "bid": bid,
-            "useYidun": flag(use_yidun),
-            "yidunAntiCheating": wire(yidun_anti_cheating),
+            **_message_fields(
+                body, option, push, msg_desc, ext, bid, use_yidun, yidun_anti_cheating, env
+            ),
             "returnMsgid": "true" if return_msgid else None,
-            "env": env,
         }
         chunk_size = min(self.batch_size, MSGID_BATCH_SIZE) if return_msgid else self.batch_size
         return await call_in_chunks(

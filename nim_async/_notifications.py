@@ -7,11 +7,34 @@ from typing import Any
 
 from . import _actions as act
 from ._bulk import BatchJob, BatchResult, Progress, Recipients, call_in_chunks
-from ._forms import option_field, push_fields, save_field, wire
+from ._forms import Form, option_field, push_fields, save_field, wire
 from ._models import MessageOption, Push
 from ._pipeline import Endpoint, EndpointGroup, no_result, raw_answer
 
 __all__ = ["NotificationEndpoints"]
+
+
+def _notification_fields(
+    attach: str | Mapping[str, Any],
+    offline: bool | None,
+    push: Push | None,
+    sound: str | None,
+    option: MessageOption | None,
+    force_push: bool | None,
+    force_push_content: str | None,
+    env: str | None,
+) -> Form:
+    """The fields sendAttachMsg and sendBatchAttachMsg share (seed: the same rows)."""
+    return {
+        "attach": wire(attach),
+        **push_fields(push),
+        "sound": sound,
+        "save": save_field(offline),
+        "option": option_field(option),
+        "isForcePush": wire(force_push),
+        "forcePushContent": force_push_content,
+        "env": env,
+    }
 
 
 _SEND_ATTACH_MSG = Endpoint(act.SEND_ATTACH_MSG, no_result)
@@ -70,16 +93,11 @@ class NotificationEndpoints(EndpointGroup):
             "from": from_,
             "msgtype": "1" if team else "0",
             "to": to,
-            "attach": wire(attach),
-            **push_fields(push),
-            "sound": sound,
-            "save": save_field(offline),
-            "option": option_field(option),
-            "isForcePush": wire(force_push),
-            "forcePushContent": force_push_content,
+            **_notification_fields(
+                attach, offline, push, sound, option, force_push, force_push_content, env
+            ),
             "forcePushAll": wire(force_push_all),
             "forcePushList": wire(force_push_list),
-            "env": env,
         }
         await self._pipe().call(_SEND_ATTACH_MSG, form)
 
@@ -132,14 +150,9 @@ class NotificationEndpoints(EndpointGroup):
         """
         form = {
             "fromAccid": from_,
-            "attach": wire(attach),
-            **push_fields(push),
-            "sound": sound,
-            "save": save_field(offline),
-            "option": option_field(option),
-            "isForcePush": wire(force_push),
-            "forcePushContent": force_push_content,
-            "env": env,
+            **_notification_fields(
+                attach, offline, push, sound, option, force_push, force_push_content, env
+            ),
         }
         return await call_in_chunks(
             self._pipe(),
