@@ -228,10 +228,16 @@ class Pipeline:
             answer = _decode(response, action)
             outcome = 200
             return answer
+        except RateLimited:
+            outcome = 416
+            # The server blocked the action: hold every waiter, whether or not
+            # this call is retried (facts: the whole app is blocked for a while).
+            await self._record_block(action)
+            raise
         except NimAPIError as error:
             outcome = error.code
             raise
-        except NimConnectionError as error:
+        except NimError as error:
             outcome = type(error).__name__
             raise
         finally:
@@ -261,14 +267,17 @@ class Pipeline:
                 url, data=dict(fields), files={"content": (upload.filename, stream)}
             )
 
+    async def _record_block(self, action: str) -> None:
+        limits = self._limits(action)
+        if limits is not None:
+            await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
+
     async def _before_retry(self, action: str, error: NimError, attempt: int) -> None:
         """Wait before the next attempt: out the server's block after a 416, else a backoff."""
         if isinstance(error, RateLimited):
-            limits = self._limits(action)
-            if limits is not None:
-                # The limiter holds every waiter of this action until the block ends.
-                await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
-                return
-            await anyio.sleep(RateLimits.default().for_action(action).block)
+            if self._rate_limits is None:
+                # No limiter to wait in: wait out the documented block here.
+                await anyio.sleep(RateLimits.default().for_action(action).block)
+            # Otherwise the limiter holds this retry, like every waiter, until the block ends.
             return
         await anyio.sleep(self._retry.backoff(attempt))

@@ -82,6 +82,26 @@ async def test_a_block_that_outlasts_every_attempt_raises_rate_limited(
     assert [call.code for call in emulator.calls] == [416, 416, 416]
 
 
+async def test_a_416_blocks_the_action_even_when_it_is_not_retried(
+    emulator: NimEmulator,
+) -> None:
+    """With no attempts left the caller gets RateLimited, and the next call still waits."""
+    emulator.fail_next("msg/sendMsg", 416)
+    async with nim.NimClient(
+        APP_KEY,
+        APP_SECRET,
+        base_url=BASE_URL,
+        transport=emulator.transport(),
+        rate_limits=nim.RateLimits.default().scaled(0.02),  # block 0.2 s
+        retry=nim.RetryPolicy(max_attempts=1),
+    ) as client:
+        with pytest.raises(nim.RateLimited):
+            await client.send_msg("alice", "bob", nim.Text("first"))
+        await client.send_msg("alice", "bob", nim.Text("second"))
+    first, second = emulator.calls
+    assert second.at - first.at >= 0.2
+
+
 async def test_an_html_gateway_answer_is_a_server_error_with_its_status(
     client: nim.NimClient, emulator: NimEmulator
 ) -> None:
