@@ -1,4 +1,4 @@
-"""Shared fixtures: an in-process NIM emulator and a client wired to it."""
+"""Shared fixtures and helpers: an in-process NIM emulator, clients wired to it, ports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 import nim_async as nim
@@ -35,24 +37,56 @@ def emulator() -> NimEmulator:
     return NimEmulator(APP_KEY, APP_SECRET)
 
 
+def make_client(
+    target: NimEmulator | httpx.AsyncBaseTransport | None = None, /, **overrides: Any
+) -> nim.NimClient:
+    """A NimClient of the test app, sending through an emulator or any transport.
+
+    Without ``target`` it uses httpx's own transport, for ``base_url=`` a served
+    emulator. Defaults: APP_KEY and APP_SECRET, BASE_URL, no client-side rate
+    limits, FAST_RETRY. Every keyword (``app_key`` and ``app_secret`` included)
+    replaces its default; a test that needs the library's default limits or
+    retries passes them, e.g. ``retry=nim.RetryPolicy()``.
+    """
+    transport = target.transport() if isinstance(target, NimEmulator) else target
+    options: dict[str, Any] = {
+        "app_key": APP_KEY,
+        "app_secret": APP_SECRET,
+        "base_url": BASE_URL,
+        "transport": transport,
+        "rate_limits": None,
+        "retry": FAST_RETRY,
+    }
+    options |= overrides
+    return nim.NimClient(options.pop("app_key"), options.pop("app_secret"), **options)
+
+
 @pytest.fixture
 async def client(emulator: NimEmulator) -> AsyncIterator[nim.NimClient]:
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=None,
-        retry=FAST_RETRY,
-    ) as client:
+    async with make_client(emulator) as client:
         yield client
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port that nothing listens on (free when this returns)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def listens_soon(port: int, *, seconds: float, interval: float) -> bool:
+    """True once a loopback connection to ``port`` succeeds; False after ``seconds`` of
+    trying every ``interval``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -68,21 +102,14 @@ def redis_server() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start within 10 s")
-                time.sleep(0.02)
+        if not listens_soon(port, seconds=10, interval=0.02):
+            pytest.fail("redis-server did not start within 10 s")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

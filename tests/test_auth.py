@@ -12,7 +12,7 @@ import nim_async as nim
 from nim_async._auth import CheckSumAuth, checksum
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, BASE_URL
+from .conftest import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -63,9 +63,7 @@ def test_auth_repr_shows_the_key_but_never_the_secret() -> None:
 
 async def test_a_wrong_secret_is_refused_by_the_server_with_414(emulator: NimEmulator) -> None:
     """The emulator checks the CheckSum: a client with the wrong secret gets ParameterError."""
-    async with nim.NimClient(
-        APP_KEY, "wrong-secret", base_url=BASE_URL, transport=emulator.transport(), rate_limits=None
-    ) as client:
+    async with make_client(emulator, app_secret="wrong-secret", retry=nim.RetryPolicy()) as client:
         with pytest.raises(nim.ParameterError) as caught:
             await client.send_msg("alice", "bob", nim.Text("hi"))
     assert caught.value.code == 414

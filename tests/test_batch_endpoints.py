@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, BASE_URL, FAST_RETRY
+from .conftest import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -37,20 +36,6 @@ def _accids(count: int) -> list[str]:
 
 def _chunks_sent(emulator: NimEmulator) -> list[list[str]]:
     return [json.loads(call.form["toAccids"]) for call in emulator.calls]
-
-
-@asynccontextmanager
-async def _client(emulator: NimEmulator, **options: Any) -> AsyncIterator[nim.NimClient]:
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=None,
-        retry=FAST_RETRY,
-        **options,
-    ) as client:
-        yield client
 
 
 @BOTH
@@ -184,7 +169,7 @@ async def test_unregistered_recipients_are_merged_in_input_order_from_either_sha
     emulator = NimEmulator(
         APP_KEY, APP_SECRET, accounts=["alice", "b", "d", "e"], unregister_as_string=as_string
     )
-    async with _client(emulator, batch_size=2) as client:
+    async with make_client(emulator, batch_size=2) as client:
         result = await _send(client, action)(["x1", "b", "d", "x2", "x3", "e", "x4"])
     assert isinstance(emulator.calls[0].answer, dict)
     assert isinstance(emulator.calls[0].answer["unregister"], str) is as_string
@@ -196,7 +181,7 @@ async def test_unregistered_recipients_are_merged_in_input_order_from_either_sha
 async def test_return_msgid_gives_the_msgid_of_every_registered_recipient() -> None:
     """msgids maps each delivered recipient to the id the server stored; unknown ones have none."""
     emulator = NimEmulator(APP_KEY, APP_SECRET, accounts=["alice", *_accids(150)])
-    async with _client(emulator) as client:
+    async with make_client(emulator) as client:
         result = await client.send_batch_msg(
             "alice", [*_accids(150), "ghost"], nim.Text("hi"), return_msgid=True
         )
@@ -312,7 +297,7 @@ async def test_a_failed_chunk_is_reported_with_its_accids_and_the_others_still_g
     """The failing chunk lands in failed (not retried); every recipient is in exactly one place."""
     accids = _accids(1234)
     emulator.fail_next(action, code, after=after)
-    async with _client(emulator) as client:
+    async with make_client(emulator) as client:
         result = await _send(client, action)(accids, max_concurrency=1)
     (failed,) = result.failed
     assert failed.accids == tuple(accids[:500])

@@ -11,7 +11,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, BASE_URL, FAST_RETRY
+from .conftest import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -31,18 +31,6 @@ class Recipients:
             yield accid
 
 
-def _client(emulator: NimEmulator, *, batch_size: int = 500) -> nim.NimClient:
-    return nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=None,
-        retry=FAST_RETRY,
-        batch_size=batch_size,
-    )
-
-
 def _deliveries(emulator: NimEmulator) -> Counter[str]:
     return Counter(message.to for message in emulator.messages)
 
@@ -59,7 +47,7 @@ async def test_an_async_generator_of_5000_is_sent_in_ten_chunks_exactly_once() -
     """5000 recipients from an async generator: ten calls of 500, one delivery each."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     recipients = Recipients(5000)
-    async with _client(emulator) as client:
+    async with make_client(emulator, batch_size=500) as client:
         result = await client.send_batch_attach_msg("alice", recipients, {"sale": 1})
     assert (result.accepted, result.calls, result.ok) == (5000, 10, True)
     assert [len(call.form["toAccids"].split(",")) for call in emulator.calls] == [500] * 10
@@ -76,7 +64,7 @@ async def test_the_input_is_read_lazily() -> None:
     def on_progress(progress: nim.Progress) -> None:
         ahead.append(recipients.read - progress.done)
 
-    async with _client(emulator, batch_size=100) as client:
+    async with make_client(emulator, batch_size=100) as client:
         await client.send_batch_attach_msg(
             "alice", recipients, "x", max_concurrency=2, on_progress=on_progress
         )
@@ -98,7 +86,7 @@ async def test_a_quarter_of_chunks_failing_loses_nobody_and_doubles_nobody(
     emulator = NimEmulator(APP_KEY, APP_SECRET, accounts=[*registered, "alice"])
     recipients = Recipients(2000)
     emulator.fail_every(ACTION, 4, code, after=after)
-    async with _client(emulator, batch_size=100) as client:
+    async with make_client(emulator, batch_size=100) as client:
         result = await client.send_batch_attach_msg("alice", recipients, "x")
 
         assert len(result.failed) == 5
@@ -125,7 +113,7 @@ async def test_cancelling_a_job_keeps_a_record_of_what_was_and_was_not_sent() ->
     emulator.set_latency(0.2, ACTION)
     recipients = Recipients(5000)
     job = nim.BatchJob()
-    async with _client(emulator) as client:
+    async with make_client(emulator, batch_size=500) as client:
         with anyio.move_on_after(0.5) as scope:
             await client.send_batch_attach_msg("alice", recipients, "x", max_concurrency=2, job=job)
     assert scope.cancelled_caught
@@ -150,7 +138,7 @@ async def test_batch_failed_names_the_first_error_and_carries_the_result() -> No
     """raise_for_failures() raises one NimError subclass holding the whole result."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     emulator.fail_next(ACTION, 503)
-    async with _client(emulator, batch_size=2) as client:
+    async with make_client(emulator, batch_size=2) as client:
         result = await client.send_batch_attach_msg(
             "alice", ["a", "b", "c"], "x", max_concurrency=1
         )
@@ -164,7 +152,7 @@ async def test_batch_failed_names_the_first_error_and_carries_the_result() -> No
 async def test_max_concurrency_must_be_positive() -> None:
     """Zero concurrency would never send: refused up front."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
-    async with _client(emulator) as client:
+    async with make_client(emulator, batch_size=500) as client:
         with pytest.raises(nim.InvalidRequest, match="max_concurrency"):
             await client.send_batch_attach_msg("alice", ["a"], "x", max_concurrency=0)
     assert emulator.calls == []

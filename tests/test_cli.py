@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import nim_async as nim
 from nim_async._cli import _ProgressBar, main
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET
+from .conftest import APP_KEY, APP_SECRET, free_port, listens_soon
 
 
 @pytest.fixture
@@ -138,16 +136,9 @@ def test_the_progress_bar_draws_on_a_terminal_only() -> None:
     assert piped.getvalue() == ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_the_emulator_command_serves_on_a_port() -> None:
     """`nim-async emulator --port N` answers real clients until stopped."""
-    port = _free_port()
+    port = free_port()
     command = "from nim_async._cli import _ProgressBar, main; main()"
     server = subprocess.Popen(
         [sys.executable, "-c", command, "emulator", "--port", str(port)],
@@ -155,14 +146,7 @@ def test_the_emulator_command_serves_on_a_port() -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the emulator did not start"
-                time.sleep(0.05)
+        assert listens_soon(port, seconds=20, interval=0.05), "the emulator did not start"
 
         async def send() -> nim.SendResult:
             async with nim.NimClient(

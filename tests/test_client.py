@@ -10,14 +10,14 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, BASE_URL
+from .conftest import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_a_closed_client_refuses_to_be_used(emulator: NimEmulator) -> None:
     """After aclose() every call and re-entry raise instead of opening a new pool."""
-    client = nim.NimClient(APP_KEY, APP_SECRET, base_url=BASE_URL, transport=emulator.transport())
+    client = make_client(emulator, rate_limits=nim.RateLimits.default(), retry=nim.RetryPolicy())
     await client.send_msg("alice", "bob", nim.Text("before"))
     await client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
@@ -30,8 +30,8 @@ async def test_a_closed_client_refuses_to_be_used(emulator: NimEmulator) -> None
 
 async def test_works_as_an_async_context_manager(emulator: NimEmulator) -> None:
     """async with opens and closes the client."""
-    async with nim.NimClient(
-        APP_KEY, APP_SECRET, base_url=BASE_URL, transport=emulator.transport()
+    async with make_client(
+        emulator, rate_limits=nim.RateLimits.default(), retry=nim.RetryPolicy()
     ) as client:
         await client.send_attach_msg("alice", "bob", "x")
     with pytest.raises(RuntimeError):
@@ -65,9 +65,7 @@ async def test_the_secret_never_appears_in_reprs_logs_errors_or_tracebacks(
     """repr, every log line, every error message and the formatted traceback omit the secret."""
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
-    async with nim.NimClient(
-        APP_KEY, APP_SECRET, base_url=BASE_URL, transport=emulator.transport(), rate_limits=None
-    ) as client:
+    async with make_client(emulator, retry=nim.RetryPolicy()) as client:
         texts.append(repr(client))
         for code in (414, 500):
             emulator.fail_next("msg/sendMsg", code)

@@ -1,12 +1,11 @@
 """The emulator's HTTP surface: signing, content types, routing, records, the real port.
 
-These tests speak raw HTTP with httpx and sign requests themselves, so they
+These tests speak raw HTTP with httpx and sign requests themselves (tests/_raw.py), so they
 check the emulator against the facts file, not against the client.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import subprocess
@@ -22,42 +21,12 @@ import nim_async.testing
 from nim_async.testing import NimEmulator
 from nim_async.testing._checksum import auth_problem
 
+from ._raw import BASE, KEY, SECRET, post, signed
+from .conftest import free_port
+
 pytestmark = pytest.mark.anyio
 
-KEY, SECRET = "test-app-key", "test-app-secret"
-BASE = "https://api.netease.im/nimserver/"
 TEXT = {"from": "alice", "ope": "0", "to": "bob", "type": "0", "body": '{"msg":"hi"}'}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def signed(
-    *, nonce: str = "nonce-1", cur_time: str | None = None, secret: str = SECRET, key: str = KEY
-) -> dict[str, str]:
-    """Headers signed as the facts file says: sha1(AppSecret + Nonce + CurTime), hex."""
-    cur = str(int(time.time())) if cur_time is None else cur_time
-    digest = hashlib.sha1(f"{secret}{nonce}{cur}".encode()).hexdigest()
-    return {"AppKey": key, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
-
-
-async def post(
-    emu: NimEmulator,
-    action: str,
-    data: dict[str, str] | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-    content: bytes | None = None,
-) -> httpx.Response:
-    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
-        return await client.post(
-            f"{action}.action",
-            data=data,
-            content=content,
-            headers=signed() if headers is None else headers,
-        )
 
 
 @pytest.fixture
@@ -284,9 +253,7 @@ async def test_the_emulator_serves_on_a_real_port() -> None:
 
 async def test_serve_forever_serves_until_cancelled() -> None:
     """serve_forever (the CLI's server) answers on its port and releases it when cancelled."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     emu = NimEmulator(KEY, SECRET)
     url = f"http://127.0.0.1:{port}/nimserver/msg/sendMsg.action"
     async with anyio.create_task_group() as tasks, httpx.AsyncClient() as client:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 
 import httpx
@@ -11,53 +10,16 @@ import pytest
 
 from nim_async.testing import NimEmulator
 
+from ._raw import KEY, SECRET, TEXT_BODY, call, data, form, send
+
 pytestmark = pytest.mark.anyio
 
-KEY, SECRET = "test-app-key", "test-app-secret"
-BASE = "https://api.netease.im/nimserver/"
-TEXT = '{"msg":"hi"}'
 DAY = 86_400
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def signed(emu: NimEmulator) -> dict[str, str]:
-    """Headers signed with the real clock: sha1(AppSecret + Nonce + CurTime), hex."""
-    nonce, cur = "actions", str(int(time.time()))
-    digest = hashlib.sha1(f"{SECRET}{nonce}{cur}".encode()).hexdigest()
-    return {"AppKey": KEY, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
-
-
-def form(**fields: str) -> dict[str, str]:
-    """Form fields from keywords; ``from_`` is the ``from`` field."""
-    return {("from" if name == "from_" else name): value for name, value in fields.items()}
-
-
-async def call(
-    emu: NimEmulator, action: str, fields: dict[str, str], files: dict[str, bytes] | None = None
-) -> dict[str, object]:
-    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
-        response = await client.post(
-            f"{action}.action", data=fields, files=files, headers=signed(emu)
-        )
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json; charset=utf-8"
-    answer: dict[str, object] = response.json()
-    return answer
-
-
-async def send(emu: NimEmulator, to: str = "bob", **fields: str) -> dict[str, object]:
-    base = {"from": "alice", "ope": "0", "to": to, "type": "0", "body": TEXT}
-    return await call(emu, "msg/sendMsg", base | form(**fields))
-
-
-def data(answer: dict[str, object]) -> dict[str, object]:
-    inner = answer["data"]
-    assert isinstance(inner, dict)
-    return inner
+def about(msgid: object, timetag: object, **fields: str) -> dict[str, str]:
+    """The form naming one stored message (deleteMsgid, timetag), then ``form(**fields)``."""
+    return {"deleteMsgid": str(msgid), "timetag": str(timetag)} | form(**fields)
 
 
 @pytest.fixture
@@ -150,15 +112,7 @@ async def test_recall_marks_the_message_recalled(emu: NimEmulator) -> None:
     """A recall within the window answers 200 and sets recalled."""
     sent = data(await send(emu))
     answer = await call(
-        emu,
-        "msg/recall",
-        form(
-            deleteMsgid=str(sent["msgid"]),
-            timetag=str(sent["timetag"]),
-            type="7",
-            from_="alice",
-            to="bob",
-        ),
+        emu, "msg/recall", about(sent["msgid"], sent["timetag"], type="7", from_="alice", to="bob")
     )
     assert answer == {"code": 200}
     assert emu.messages[0].recalled
@@ -181,15 +135,7 @@ async def test_recall_with_the_wrong_parties_or_type_is_403(
     """from, to and p2p/team type must match the stored message."""
     sent = data(await send(emu))
     answer = await call(
-        emu,
-        "msg/recall",
-        form(
-            deleteMsgid=str(sent["msgid"]),
-            timetag=str(sent["timetag"]),
-            type=kind,
-            from_=sender,
-            to=to,
-        ),
+        emu, "msg/recall", about(sent["msgid"], sent["timetag"], type=kind, from_=sender, to=to)
     )
     assert answer["code"] == 403
     assert not emu.messages[0].recalled
@@ -199,13 +145,7 @@ async def test_recall_after_the_window_is_508_unless_time_is_ignored() -> None:
     """Past recall_window: 508; ignoreTime=1 recalls up to 30 days back, then 508 too."""
     emu = NimEmulator(KEY, SECRET, recall_window=60)
     sent = data(await send(emu))
-    target = {
-        "deleteMsgid": str(sent["msgid"]),
-        "timetag": str(sent["timetag"]),
-        "type": "7",
-        "from": "alice",
-        "to": "bob",
-    }
+    target = about(sent["msgid"], sent["timetag"], type="7", from_="alice", to="bob")
     emu.advance(61)
     late = await call(emu, "msg/recall", target)
     assert late["code"] == 508
@@ -222,16 +162,10 @@ async def test_a_batch_delivery_can_be_recalled(emu: NimEmulator) -> None:
     answer = await call(
         emu,
         "msg/sendBatchMsg",
-        form(fromAccid="alice", toAccids='["bob"]', type="0", body=TEXT, returnMsgid="true"),
+        form(fromAccid="alice", toAccids='["bob"]', type="0", body=TEXT_BODY, returnMsgid="true"),
     )
     msgid = answer["msgids"]["bob"]  # type: ignore[index]
-    target = {
-        "deleteMsgid": str(msgid),
-        "timetag": str(answer["timetag"]),
-        "type": "7",
-        "from": "alice",
-        "to": "bob",
-    }
+    target = about(msgid, answer["timetag"], type="7", from_="alice", to="bob")
     assert (await call(emu, "msg/recall", target))["code"] == 200
     assert emu.messages[0].recalled
 
@@ -239,12 +173,7 @@ async def test_a_batch_delivery_can_be_recalled(emu: NimEmulator) -> None:
 async def test_del_msg_one_way_marks_the_message(emu: NimEmulator) -> None:
     """delMsgOneWay: type 13 for p2p; a mismatch is 403; an unknown id is 200."""
     sent = data(await send(emu))
-    target = {
-        "deleteMsgid": str(sent["msgid"]),
-        "timetag": str(sent["timetag"]),
-        "from": "alice",
-        "to": "bob",
-    }
+    target = about(sent["msgid"], sent["timetag"], from_="alice", to="bob")
     assert (await call(emu, "msg/delMsgOneWay", target | form(type="14")))["code"] == 403
     assert (await call(emu, "msg/delMsgOneWay", target | form(type="13")))["code"] == 200
     assert emu.messages[0].deleted_one_way

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -13,31 +12,20 @@ import pytest
 from nim_async.testing import NimEmulator
 from nim_async.testing._limiter import FrequencyControl
 
+from . import _raw as raw
+from ._raw import KEY, SECRET
+
 pytestmark = pytest.mark.anyio
 
-KEY, SECRET = "test-app-key", "test-app-secret"
-BASE = "https://api.netease.im/nimserver/"
 TEXT = {"from": "alice", "ope": "0", "to": "bob", "type": "0", "body": '{"msg":"hi"}'}
 ATTACH = {"from": "alice", "msgtype": "0", "to": "bob", "attach": "{}"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def signed(emu: NimEmulator, secret: str = SECRET) -> dict[str, str]:
-    """Headers signed with the real clock: sha1(AppSecret + Nonce + CurTime), hex."""
-    nonce, cur = "faults", str(int(time.time()))
-    digest = hashlib.sha1(f"{secret}{nonce}{cur}".encode()).hexdigest()
-    return {"AppKey": KEY, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
 
 
 async def post(
     emu: NimEmulator, action: str = "msg/sendMsg", form: dict[str, str] = TEXT, secret: str = SECRET
 ) -> httpx.Response:
-    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
-        return await client.post(f"{action}.action", data=form, headers=signed(emu, secret))
+    """A sendMsg of TEXT (or ``action`` with ``form``) signed with ``secret``."""
+    return await raw.post(emu, action, form, headers=raw.signed(secret=secret))
 
 
 async def code(emu: NimEmulator, action: str = "msg/sendMsg", form: dict[str, str] = TEXT) -> int:

@@ -7,41 +7,27 @@ code 414 with a desc naming that parameter; the valid calls themselves answer 20
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 
-import httpx
 import pytest
 
 from nim_async.testing import NimEmulator
 
+from . import _raw as raw
+from ._raw import KEY, SECRET, TEXT_BODY
+
 pytestmark = pytest.mark.anyio
 
-KEY, SECRET = "test-app-key", "test-app-secret"
-BASE = "https://api.netease.im/nimserver/"
 DAY_MS = 86_400_000
 MISSING = object()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def signed() -> dict[str, str]:
-    """Headers signed as the facts file says: sha1(AppSecret + Nonce + CurTime), hex."""
-    nonce, cur = "rules", str(int(time.time()))
-    digest = hashlib.sha1(f"{SECRET}{nonce}{cur}".encode()).hexdigest()
-    return {"AppKey": KEY, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
 
 
 async def post(
     action: str, data: dict[str, str], files: dict[str, bytes] | None = None
 ) -> dict[str, object]:
-    emu = NimEmulator(KEY, SECRET)
-    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
-        response = await client.post(f"{action}.action", data=data, files=files, headers=signed())
+    """The JSON answer of a fresh emulator to one signed call."""
+    response = await raw.post(NimEmulator(KEY, SECRET), action, data, files=files)
     answer: dict[str, object] = response.json()
     return answer
 
@@ -55,7 +41,6 @@ def _yesterday_range(days: float = 1) -> tuple[int, int]:
 
 
 START, END = _yesterday_range()
-TEXT_BODY = '{"msg":"hi"}'
 VALID: dict[str, dict[str, str]] = {
     "msg/sendMsg": {"from": "a", "ope": "0", "to": "b", "type": "0", "body": TEXT_BODY},
     "msg/sendBatchMsg": {"fromAccid": "a", "toAccids": '["b"]', "type": "0", "body": TEXT_BODY},

@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 
-import httpx
 import pytest
 
 from nim_async.testing import NimEmulator
 
+from ._raw import KEY, SECRET, TEXT_BODY, call, data, form, send
+
 pytestmark = pytest.mark.anyio
-
-KEY, SECRET = "test-app-key", "test-app-secret"
-BASE = "https://api.netease.im/nimserver/"
-TEXT = '{"msg":"hi"}'
-DAY = 86_400
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def signed(emu: NimEmulator) -> dict[str, str]:
-    """Headers signed with the real clock: sha1(AppSecret + Nonce + CurTime), hex."""
-    nonce, cur = "actions", str(int(time.time()))
-    digest = hashlib.sha1(f"{SECRET}{nonce}{cur}".encode()).hexdigest()
-    return {"AppKey": KEY, "Nonce": nonce, "CurTime": cur, "CheckSum": digest}
-
-
-def form(**fields: str) -> dict[str, str]:
-    """Form fields from keywords; ``from_`` is the ``from`` field."""
-    return {("from" if name == "from_" else name): value for name, value in fields.items()}
-
-
-async def call(
-    emu: NimEmulator, action: str, fields: dict[str, str], files: dict[str, bytes] | None = None
-) -> dict[str, object]:
-    async with httpx.AsyncClient(transport=emu.transport(), base_url=BASE) as client:
-        response = await client.post(
-            f"{action}.action", data=fields, files=files, headers=signed(emu)
-        )
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json; charset=utf-8"
-    answer: dict[str, object] = response.json()
-    return answer
-
-
-async def send(emu: NimEmulator, to: str = "bob", **fields: str) -> dict[str, object]:
-    base = {"from": "alice", "ope": "0", "to": to, "type": "0", "body": TEXT}
-    return await call(emu, "msg/sendMsg", base | form(**fields))
-
-
-def data(answer: dict[str, object]) -> dict[str, object]:
-    inner = answer["data"]
-    assert isinstance(inner, dict)
-    return inner
 
 
 @pytest.fixture
@@ -75,7 +28,7 @@ async def test_send_msg_stores_the_message_with_increasing_ids(emu: NimEmulator)
     stored = emu.messages[0]
     assert (stored.msgid, stored.timetag) == (first["msgid"], first["timetag"])
     assert (stored.from_, stored.to, stored.team, stored.type) == ("alice", "bob", False, 0)
-    assert (stored.body, stored.attach, stored.recalled) == (TEXT, None, False)
+    assert (stored.body, stored.attach, stored.recalled) == (TEXT_BODY, None, False)
     assert stored.form["ope"] == "0"
 
 
@@ -103,7 +56,7 @@ async def test_without_accounts_every_accid_exists() -> None:
     emu = NimEmulator(KEY, SECRET)
     assert (await send(emu, to="anyone"))["code"] == 200
     answer = await call(
-        emu, "msg/sendBatchMsg", form(fromAccid="x", toAccids='["y","z"]', type="0", body=TEXT)
+        emu, "msg/sendBatchMsg", form(fromAccid="x", toAccids='["y","z"]', type="0", body=TEXT_BODY)
     )
     assert "unregister" not in answer
 
@@ -129,7 +82,12 @@ async def test_send_batch_msg_delivers_to_registered_accounts_only(emu: NimEmula
     answer = await call(
         emu,
         "msg/sendBatchMsg",
-        form(fromAccid="alice", toAccids='["zed","bob","yan","carol","bob"]', type="0", body=TEXT),
+        form(
+            fromAccid="alice",
+            toAccids='["zed","bob","yan","carol","bob"]',
+            type="0",
+            body=TEXT_BODY,
+        ),
     )
     assert answer["code"] == 200
     assert answer["unregister"] == ["zed", "yan"]
@@ -148,7 +106,7 @@ async def test_send_batch_msg_answers_msgids_when_asked(emu: NimEmulator) -> Non
             fromAccid="alice",
             toAccids='["bob","carol","zed"]',
             type="0",
-            body=TEXT,
+            body=TEXT_BODY,
             returnMsgid="true",
         ),
     )

@@ -7,7 +7,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, BASE_URL
+from .conftest import make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -46,12 +46,8 @@ async def test_a_416_is_waited_out_and_retried_with_a_fresh_signature(
 ) -> None:
     """416 means the server refused the call: the retry is safe, and newly signed."""
     emulator.fail_next("msg/sendAttachMsg", 416)
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=nim.RateLimits.default().scaled(0.01),
+    async with make_client(
+        emulator, rate_limits=nim.RateLimits.default().scaled(0.01), retry=nim.RetryPolicy()
     ) as client:
         await client.send_attach_msg("alice", "bob", "x")
 
@@ -69,11 +65,8 @@ async def test_a_block_that_outlasts_every_attempt_raises_rate_limited(
 ) -> None:
     """After max_attempts 416 answers the caller gets RateLimited."""
     emulator.fail_next("msg/sendMsg", 416, count=10)
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
+    async with make_client(
+        emulator,
         rate_limits=nim.RateLimits.default().scaled(0.001),
         retry=nim.RetryPolicy(max_attempts=3),
     ) as client:
@@ -87,11 +80,8 @@ async def test_a_416_blocks_the_action_even_when_it_is_not_retried(
 ) -> None:
     """With no attempts left the caller gets RateLimited, and the next call still waits."""
     emulator.fail_next("msg/sendMsg", 416)
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
+    async with make_client(
+        emulator,
         rate_limits=nim.RateLimits.default().scaled(0.02),  # block 0.2 s
         retry=nim.RetryPolicy(max_attempts=1),
     ) as client:
@@ -141,13 +131,8 @@ async def test_ambiguous_failures_are_retried_when_the_user_opts_in(
 ) -> None:
     """retry_ambiguous=True accepts the risk of a duplicate: the send is tried again."""
     emulator.fail_next_http("msg/sendMsg", 503)
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=None,
-        retry=nim.RetryPolicy(retry_ambiguous=True, backoff_base=0),
+    async with make_client(
+        emulator, retry=nim.RetryPolicy(retry_ambiguous=True, backoff_base=0)
     ) as client:
         result = await client.send_msg("alice", "bob", nim.Text("hi"))
     assert [call.status for call in emulator.calls] == [503, 200]
@@ -160,14 +145,7 @@ async def test_a_parameter_error_from_the_server_is_not_retried(
 ) -> None:
     """414 describes the request itself; trying again cannot help."""
     emulator.fail_next("msg/sendAttachMsg", 414, desc="check msgType")
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
-        rate_limits=None,
-        retry=nim.RetryPolicy(retry_ambiguous=True),
-    ) as client:
+    async with make_client(emulator, retry=nim.RetryPolicy(retry_ambiguous=True)) as client:
         with pytest.raises(nim.ParameterError, match="check msgType"):
             await client.send_attach_msg("alice", "bob", "x")
     assert len(emulator.calls) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 
 import anyio
@@ -13,7 +12,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, FAST_RETRY
+from .conftest import FAST_RETRY, free_port, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -27,9 +26,7 @@ def served(emulator: NimEmulator) -> Iterator[str]:
 async def test_sends_over_a_real_connection_pool(served: str, emulator: NimEmulator) -> None:
     """Fifty concurrent sends share one pooled client over TCP, all accepted."""
     async with (
-        nim.NimClient(
-            APP_KEY, APP_SECRET, base_url=served, rate_limits=None, max_connections=10
-        ) as client,
+        make_client(base_url=served, max_connections=10, retry=nim.RetryPolicy()) as client,
         anyio.create_task_group() as group,
     ):
         for number in range(50):
@@ -43,9 +40,7 @@ async def test_a_read_timeout_is_ambiguous_and_a_send_is_not_retried(
 ) -> None:
     """The server got the request and is slow: NimTimeout, may_have_reached_server, one call."""
     emulator.set_latency(1.0, "msg/sendMsg")
-    async with nim.NimClient(
-        APP_KEY, APP_SECRET, base_url=served, rate_limits=None, timeout=0.2, retry=FAST_RETRY
-    ) as client:
+    async with make_client(base_url=served, timeout=0.2) as client:
         with pytest.raises(nim.NimTimeout) as caught:
             await client.send_msg("alice", "bob", nim.Text("slow"))
     assert caught.value.may_have_reached_server is True
@@ -53,22 +48,13 @@ async def test_a_read_timeout_is_ambiguous_and_a_send_is_not_retried(
     assert len(emulator.calls) == 1
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_a_refused_connection_never_reached_the_server_and_is_retried(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Nothing listens: the request surely never left, so even a send is retried."""
     caplog.set_level(logging.DEBUG, logger="nim_async")
-    url = f"http://127.0.0.1:{_closed_port()}/nimserver/"
-    async with nim.NimClient(
-        APP_KEY, APP_SECRET, base_url=url, rate_limits=None, retry=FAST_RETRY
-    ) as client:
+    url = f"http://127.0.0.1:{free_port()}/nimserver/"
+    async with make_client(base_url=url) as client:
         with pytest.raises(nim.NimConnectionError) as caught:
             await client.send_msg("alice", "bob", nim.Text("hi"))
     assert caught.value.may_have_reached_server is False
@@ -91,11 +77,8 @@ async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: Ni
             outcomes[number] = error
 
     async with (
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
+        make_client(
             base_url=served,
-            rate_limits=None,
             max_connections=1,
             timeout=httpx.Timeout(5.0, pool=0.05),
             retry=nim.RetryPolicy(max_attempts=1),

@@ -15,7 +15,7 @@ import nim_async as nim
 from nim_async.testing import NimEmulator
 
 from ._timing import TimingTransport, elapsed_seconds, ideal_seconds
-from .conftest import APP_KEY, APP_SECRET, BASE_URL, FAST_RETRY
+from .conftest import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -56,9 +56,7 @@ async def test_a_concurrent_burst_gets_no_416_and_uses_every_window(
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=limits)
     timing = TimingTransport(emulator.transport())
     async with (
-        nim.NimClient(
-            APP_KEY, APP_SECRET, base_url=BASE_URL, transport=timing, rate_limits=limits
-        ) as client,
+        make_client(timing, rate_limits=limits, retry=nim.RetryPolicy()) as client,
         anyio.create_task_group() as group,
     ):
         for number in range(count):
@@ -79,9 +77,7 @@ async def test_a_fresh_window_sends_its_whole_budget_at_once() -> None:
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=PER_MINUTE_ACTIONS)
     timing = TimingTransport(emulator.transport())
     async with (
-        nim.NimClient(
-            APP_KEY, APP_SECRET, base_url=BASE_URL, transport=timing, rate_limits=PER_MINUTE_ACTIONS
-        ) as client,
+        make_client(timing, rate_limits=PER_MINUTE_ACTIONS, retry=nim.RetryPolicy()) as client,
         anyio.create_task_group() as group,
     ):
         for number in range(10):
@@ -102,11 +98,8 @@ async def test_a_server_block_is_waited_out_by_every_concurrent_caller() -> None
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=server)
     timing = TimingTransport(emulator.transport())
     async with (
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=timing,
+        make_client(
+            timing,
             rate_limits=generous,
             retry=nim.RetryPolicy(max_attempts=2, backoff_base=0),
         ) as client,
@@ -126,17 +119,7 @@ async def test_a_server_block_is_waited_out_by_every_concurrent_caller() -> None
 async def test_clients_of_one_app_in_one_process_share_the_budget() -> None:
     """Two NimClients with one app key draw from one LocalLimiter budget: still no 416."""
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=PER_SECOND_ACTIONS)
-    clients = [
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=emulator.transport(),
-            rate_limits=PER_SECOND_ACTIONS,
-            retry=FAST_RETRY,
-        )
-        for _ in range(2)
-    ]
+    clients = [make_client(emulator, rate_limits=PER_SECOND_ACTIONS) for _ in range(2)]
     async with anyio.create_task_group() as group:
         for number in range(300):
             group.start_soon(_attach, clients[number % 2], number)
@@ -150,14 +133,7 @@ async def test_without_client_limits_the_strict_server_blocks_a_burst() -> None:
     """The control experiment: rate_limits=None lets a burst trip the server's block."""
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=PER_SECOND_ACTIONS)
     async with (
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=emulator.transport(),
-            rate_limits=None,
-            retry=nim.RetryPolicy(max_attempts=1),
-        ) as client,
+        make_client(emulator, retry=nim.RetryPolicy(max_attempts=1)) as client,
         anyio.create_task_group() as group,
     ):
         for number in range(150):

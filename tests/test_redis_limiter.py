@@ -16,7 +16,7 @@ import nim_async as nim
 from nim_async.testing import NimEmulator
 
 from ._timing import Exchange, TimingTransport, budget_share
-from .conftest import APP_KEY, APP_SECRET, BASE_URL, _free_port
+from .conftest import APP_KEY, APP_SECRET, free_port, make_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -31,14 +31,7 @@ async def test_clients_with_separate_redis_limiters_share_one_budget(redis_url: 
     timing = TimingTransport(emulator.transport())
     limiters = [nim.RedisLimiter(redis_url, prefix="share") for _ in range(3)]
     clients = [
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=timing,
-            rate_limits=LIMITS,
-            limiter=limiter,
-        )
+        make_client(timing, rate_limits=LIMITS, limiter=limiter, retry=nim.RetryPolicy())
         for limiter in limiters
     ]
     async with anyio.create_task_group() as group:
@@ -143,12 +136,10 @@ async def test_slot_ends_keep_every_microsecond(redis_url: str) -> None:
 async def test_an_unreachable_redis_fails_the_call_before_sending() -> None:
     """A Redis outage raises LimiterUnavailable; the call is not sent unlimited."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
-    limiter = nim.RedisLimiter(f"redis://127.0.0.1:{_free_port()}/0")
-    async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=emulator.transport(),
+    limiter = nim.RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    async with make_client(
+        emulator,
+        rate_limits=nim.RateLimits.default(),
         limiter=limiter,
         retry=nim.RetryPolicy(max_attempts=1),
     ) as client:

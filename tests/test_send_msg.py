@@ -10,6 +10,8 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
+from .conftest import make_client
+
 pytestmark = pytest.mark.anyio
 
 BODIES = [
@@ -181,12 +183,8 @@ async def test_unset_keywords_are_not_sent_at_all(
 async def test_an_unknown_receiver_is_not_found() -> None:
     """The server answers 404 for an account that does not exist."""
     emulator = NimEmulator("k", "s", accounts=["alice"])
-    async with nim.NimClient(
-        "k",
-        "s",
-        base_url="http://nim.test/nimserver/",
-        transport=emulator.transport(),
-        rate_limits=None,
+    async with make_client(
+        emulator, app_key="k", app_secret="s", retry=nim.RetryPolicy()
     ) as strict:
         with pytest.raises(nim.NotFound) as caught:
             await strict.send_msg("alice", "nobody", nim.Text("hi"))
