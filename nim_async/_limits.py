@@ -11,6 +11,8 @@ more than ``calls`` arrivals, whatever the latency.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -198,13 +200,20 @@ class _Window:
 
 
 class _Budget:
-    """The state of one key: its windows, its block, and the queue of its waiters."""
+    """The windows of one key and one shape of rates, shared by the whole process."""
 
-    __slots__ = ("blocked_until", "changed", "queue", "windows")
+    __slots__ = ("windows",)
 
     def __init__(self, limits: ActionLimits) -> None:
         self.windows = [_Window(rate) for rate in limits.rates]
-        self.blocked_until = -math.inf
+
+
+class _Waiters:
+    """Per event loop: the FIFO queue of one budget's waiters, and their wake-up call."""
+
+    __slots__ = ("changed", "queue")
+
+    def __init__(self) -> None:
         self.queue = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
         self.changed = anyio.Event()
 
@@ -213,30 +222,47 @@ class _Budget:
         self.changed = anyio.Event()
 
 
-_shared_budgets: RunVar[dict[str, _Budget]] = RunVar("nim_async_budgets")
+# The budget is the app's, not one event loop's: a worker that runs each task
+# in its own loop (asyncio.run per job) must not start every job afresh. So the
+# windows and blocks live in the process, under a thread lock, on the
+# monotonic clock that every asyncio loop uses.
+_STATE_LOCK = threading.Lock()
+_BUDGETS: dict[tuple[str, tuple[Rate, ...]], _Budget] = {}
+_BLOCKED_UNTIL: dict[str, float] = {}
+_waiters: RunVar[dict[tuple[str, tuple[Rate, ...]], _Waiters]] = RunVar("nim_async_waiters")
+# A waiter whose slots are all held elsewhere (another loop or thread, which
+# cannot wake it) looks again this often.
+_POLL = 0.05
+
+
+def forget_local_budgets() -> None:
+    """Drop every in-process window and block (for test suites that reuse an app key)."""
+    with _STATE_LOCK:
+        _BUDGETS.clear()
+        _BLOCKED_UNTIL.clear()
+
+
+def _local_waiters(budget_key: tuple[str, tuple[Rate, ...]]) -> _Waiters:
+    try:
+        waiters = _waiters.get()
+    except LookupError:
+        waiters = {}
+        _waiters.set(waiters)
+    return waiters.setdefault(budget_key, _Waiters())
 
 
 class LocalLimiter:
-    """Rate limits held in this process, shared by every client on the event loop.
+    """Rate limits held in this process, shared by every client, loop and thread in it.
 
     Two ``NimClient`` objects with the same app key in one process draw from one
-    budget, because the state lives in the running event loop, not in the
-    limiter object. Waiters are admitted first come, first served; a fresh
+    budget, because the state lives in the process, not in the limiter object.
+    Clients configured with different rates for an action keep separate
+    budgets (each honours its own); a block after a 416 holds them all.
+    Waiters on one event loop are admitted first come, first served; a fresh
     window admits its whole budget at once.
     """
 
     __slots__ = ()
-
-    def _budget(self, key: str, limits: ActionLimits) -> _Budget:
-        try:
-            budgets = _shared_budgets.get()
-        except LookupError:
-            budgets = {}
-            _shared_budgets.set(budgets)
-        budget = budgets.get(key)
-        if budget is None or len(budget.windows) != len(limits.rates):
-            budget = budgets[key] = _Budget(limits)
-        return budget
 
     @asynccontextmanager
     async def slot(self, key: str, limits: ActionLimits, *, hold: float) -> AsyncIterator[None]:
@@ -246,30 +272,37 @@ class LocalLimiter:
         (in flight, or answered less than ``per`` seconds ago) never exceed
         ``calls``, and that no slot is handed out before a block has passed.
         """
-        budget = self._budget(key, limits)
-        async with budget.queue:
+        budget_key = (key, limits.rates)
+        with _STATE_LOCK:
+            budget = _BUDGETS.setdefault(budget_key, _Budget(limits))
+        waiters = _local_waiters(budget_key)
+        async with waiters.queue:
             while True:
-                now = anyio.current_time()
-                ready_at = max(
-                    [budget.blocked_until, *(window.free_at(now) for window in budget.windows)]
-                )
-                if ready_at <= now:
-                    break
-                changed = budget.changed
-                with anyio.move_on_after(ready_at - now if ready_at < math.inf else None):
+                with _STATE_LOCK:
+                    now = time.monotonic()
+                    ready_at = max(
+                        _BLOCKED_UNTIL.get(key, -math.inf),
+                        *(window.free_at(now) for window in budget.windows),
+                    )
+                    if ready_at <= now:
+                        for window in budget.windows:
+                            window.in_flight += 1
+                        break
+                changed = waiters.changed
+                with anyio.move_on_after(ready_at - now if ready_at < math.inf else _POLL):
                     await changed.wait()
-            for window in budget.windows:
-                window.in_flight += 1
         try:
             yield
         finally:
-            end = anyio.current_time()
-            for window in budget.windows:
-                window.in_flight -= 1
-                window.ends.append(end + window.per)
-            budget.notify()
+            with _STATE_LOCK:
+                end = time.monotonic()
+                for window in budget.windows:
+                    window.in_flight -= 1
+                    window.ends.append(end + window.per)
+            waiters.notify()
 
     async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
-        """Admit no call for ``key`` until ``seconds`` from now."""
-        budget = self._budget(key, limits)
-        budget.blocked_until = max(budget.blocked_until, anyio.current_time() + seconds)
+        """Admit no call for ``key``, whatever its rates, until ``seconds`` from now."""
+        with _STATE_LOCK:
+            until = time.monotonic() + seconds
+            _BLOCKED_UNTIL[key] = max(_BLOCKED_UNTIL.get(key, -math.inf), until)

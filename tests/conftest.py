@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import nim_async as nim
+from nim_async._limits import forget_local_budgets
 from nim_async.testing import NimEmulator
 
 # The plugin users enable the same way; it provides the `nim_emulator` fixture.
@@ -30,6 +31,14 @@ FAST_RETRY = nim.RetryPolicy(backoff_base=0, jitter=False)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_local_budgets() -> Iterator[None]:
+    """The LocalLimiter's budget lives in the process; every test starts with an idle one."""
+    forget_local_budgets()
+    yield
+    forget_local_budgets()
 
 
 @pytest.fixture

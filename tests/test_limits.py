@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -132,3 +135,59 @@ async def test_clients_of_one_app_share_one_budget() -> None:
     begin = anyio.current_time()
     async with second.slot("app:shared", one, hold=1):
         assert anyio.current_time() - begin >= 0.19
+
+
+def test_event_loops_one_after_another_share_the_budget() -> None:
+    """A worker running each job in its own loop (asyncio.run per task) keeps one budget."""
+    two = nim.ActionLimits((nim.Rate(2, 0.3),), block=0)
+    limiter = nim.LocalLimiter()
+
+    async def job() -> float:
+        started = time.monotonic()
+        for _ in range(2):
+            async with limiter.slot("app:loops", two, hold=1):
+                pass
+        return time.monotonic() - started
+
+    assert anyio.run(job) < 0.1
+    assert anyio.run(job) >= 0.28
+
+
+def test_a_slot_released_on_another_thread_frees_a_waiter_here() -> None:
+    """Threads share the budget; a waiter that cannot be woken across loops polls."""
+    one = nim.ActionLimits((nim.Rate(1, 0.1),), block=0)
+    limiter = nim.LocalLimiter()
+    holding, release = threading.Event(), threading.Event()
+
+    async def hold_a_slot() -> None:
+        async with limiter.slot("app:threads", one, hold=1):
+            holding.set()
+            await anyio.to_thread.run_sync(release.wait)
+
+    async def wait_for_it() -> float:
+        started = time.monotonic()
+        async with limiter.slot("app:threads", one, hold=1):
+            return time.monotonic() - started
+
+    thread = threading.Thread(target=anyio.run, args=(hold_a_slot,))
+    thread.start()
+    assert holding.wait(5)
+    threading.Timer(0.2, release.set).start()
+    waited = anyio.run(wait_for_it)
+    thread.join(5)
+    assert 0.3 - 0.01 <= waited < 0.3 + 0.2
+
+
+async def test_other_rates_for_one_action_keep_their_own_budget_and_share_the_block() -> None:
+    """A client with a bigger plan is not capped by another's budget; a 416 holds both."""
+    small = nim.ActionLimits((nim.Rate(1, 5),), block=0.2)
+    big = nim.ActionLimits((nim.Rate(100, 5),), block=0.2)
+    limiter = nim.LocalLimiter()
+    async with limiter.slot("app:plans", small, hold=1):
+        pass
+    started = anyio.current_time()
+    async with limiter.slot("app:plans", big, hold=1):
+        assert anyio.current_time() - started < 0.05
+    await limiter.block("app:plans", small, 0.2)
+    async with limiter.slot("app:plans", big, hold=1):
+        assert anyio.current_time() - started >= 0.2
