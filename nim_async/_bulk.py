@@ -6,14 +6,15 @@ a ``FailedChunk``. A failed chunk never stops the others.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Mapping,
-    Sequence,
 )
 from typing import Any
 
@@ -143,7 +144,7 @@ def parse_unregister(value: object) -> list[str]:
     return [str(accid) for accid in value]
 
 
-def _check_accids(recipients: Sequence[str]) -> None:
+def _check_accids(recipients: Collection[str]) -> None:
     # A list in memory is checked whole before anything is sent, so that a bad
     # accid at position 900,000 never leaves the job half done.
     for position, accid in enumerate(recipients):
@@ -156,7 +157,19 @@ def _check_accids(recipients: Sequence[str]) -> None:
 @attrs.frozen
 class _Sent:
     size: int
-    answer: Answer
+    unregister: list[str]
+    msgids: dict[str, int]
+
+
+def _read_answer(chunk: list[str], answer: Answer, action: str) -> _Sent | FailedChunk:
+    """Read one chunk's answer now, so that a malformed one fails only its own chunk."""
+    try:
+        msgids = {str(accid): int(msgid) for accid, msgid in (answer.get("msgids") or {}).items()}
+        return _Sent(len(chunk), parse_unregister(answer.get("unregister")), msgids)
+    except (TypeError, ValueError, AttributeError) as exc:
+        # The server took the call and answered 200: the chunk may have gone out.
+        error = ServerError(200, f"malformed batch answer: {exc}", action)
+        return FailedChunk(tuple(chunk), error)
 
 
 class BatchJob:
@@ -198,17 +211,15 @@ class BatchJob:
             if isinstance(outcome, FailedChunk):
                 result.failed.append(outcome)
                 continue
-            unregister = parse_unregister(outcome.answer.get("unregister"))
-            result.unregister.extend(unregister)
-            msgids = outcome.answer.get("msgids") or {}
-            result.msgids.update({str(accid): int(msgid) for accid, msgid in msgids.items()})
-            accepted += outcome.size - len(unregister)
+            result.unregister.extend(outcome.unregister)
+            result.msgids.update(outcome.msgids)
+            accepted += outcome.size - len(outcome.unregister)
         return attrs.evolve(result, accepted=accepted)
 
 
 async def send_in_chunks(
     recipients: Recipients,
-    send: Callable[[list[str]], Awaitable[Answer]],
+    send: Callable[[list[str], Callable[[], None]], Awaitable[Answer]],
     *,
     action: str,
     chunk_size: int,
@@ -223,11 +234,12 @@ async def send_in_chunks(
 
     Args:
         recipients: Accids, from any iterable or async iterable.
-        send: Sends one chunk and returns the server's answer.
+        send: Sends one chunk and returns the server's answer; it calls its
+            second argument just before the request goes on the wire.
         action: The NIM action, for errors.
         chunk_size: Recipients per call.
         max_concurrency: Calls in flight at once.
-        on_progress: Called after every chunk.
+        on_progress: Called after every chunk (awaited if it returns an awaitable).
         job: Where the outcomes are recorded as they come; a new one if None.
 
     Raises:
@@ -238,29 +250,40 @@ async def send_in_chunks(
     if max_concurrency < 1:
         raise InvalidRequest("max_concurrency", "at least 1", max_concurrency)
     job = BatchJob() if job is None else job
-    if isinstance(recipients, Sequence):
+    if isinstance(recipients, Collection):
         _check_accids(recipients)
         job.total = len(recipients)
     slots = anyio.Semaphore(max_concurrency)
-    cancelled = anyio.get_cancelled_exc_class()
 
-    def cut_off(index: int, chunk: list[str], *, sent: bool) -> None:
-        reason = "the job was cancelled with this chunk " + ("in flight" if sent else "unsent")
+    def cut_off(index: int, chunk: list[str], *, sent: bool, cause: BaseException) -> None:
+        stage = "after its request went out" if sent else "before its request went out"
+        reason = f"the job stopped ({type(cause).__name__}) {stage}"
         error = ChunkCancelled(reason, action=action, may_have_reached_server=sent)
         job._record(index, FailedChunk(tuple(chunk), error))
 
     async def run(index: int, chunk: list[str]) -> None:
+        sent = False
+
+        def on_send() -> None:
+            nonlocal sent
+            sent = True
+
         try:
-            job._record(index, _Sent(len(chunk), await send(chunk)))
-        except NimError as error:
-            job._record(index, FailedChunk(tuple(chunk), error))
-        except cancelled:
-            cut_off(index, chunk, sent=True)
+            try:
+                answer = await send(chunk, on_send)
+            except NimError as error:
+                job._record(index, FailedChunk(tuple(chunk), error))
+            else:
+                job._record(index, _read_answer(chunk, answer, action))
+        except BaseException as cause:
+            # Cancelled, or stopped by an unexpected error: the chunk still
+            # gets its one place, saying whether its request went out.
+            cut_off(index, chunk, sent=sent, cause=cause)
             raise
         finally:
             slots.release()
-        if on_progress is not None:
-            on_progress(job.progress)
+        if on_progress is not None and inspect.isawaitable(reported := on_progress(job.progress)):
+            await reported
 
     index = 0
     chunk: list[str] = []
@@ -289,9 +312,9 @@ async def send_in_chunks(
                         await dispatch()
             if chunk:
                 await dispatch()
-    except cancelled:
+    except BaseException as cause:
         if chunk:
-            cut_off(index, chunk, sent=False)
+            cut_off(index, chunk, sent=False, cause=cause)
         raise
     return job.result()
 
@@ -314,8 +337,10 @@ async def call_in_chunks(
     """
     validate(endpoint.action, {name: value for name, value in form.items() if value is not None})
 
-    async def send(chunk: list[str]) -> Answer:
-        return await pipeline.call(endpoint, {**form, "toAccids": json_text(chunk)})
+    async def send(chunk: list[str], on_send: Callable[[], None]) -> Answer:
+        return await pipeline.call(
+            endpoint, {**form, "toAccids": json_text(chunk)}, on_send=on_send
+        )
 
     return await send_in_chunks(
         recipients,

@@ -180,8 +180,13 @@ class Pipeline:
         form: Mapping[str, str | None],
         *,
         upload: Upload | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> T:
         """Validate ``form``, send it, and return the decoded answer.
+
+        ``on_send`` is called each time a request is about to go on the wire
+        (after the rate limiter admitted it), so a caller can tell afterwards
+        whether anything may have reached the server.
 
         Raises:
             InvalidRequest: ``form`` breaks a documented limit; nothing was sent.
@@ -194,9 +199,8 @@ class Pipeline:
         while True:
             attempt += 1
             try:
-                return endpoint.decode(
-                    await self._attempt(endpoint.action, fields, upload, attempt)
-                )
+                answer = await self._attempt(endpoint.action, fields, upload, attempt, on_send)
+                return self._decode(endpoint, answer)
             except NimError as error:
                 spent = upload is not None and not upload.repeatable
                 if spent or not self._retry.should_retry(
@@ -214,8 +218,23 @@ class Pipeline:
             return nullcontext()
         return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self._hold)
 
+    @staticmethod
+    def _decode(endpoint: Endpoint[T], answer: Answer) -> T:
+        try:
+            return endpoint.decode(answer)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Code 200 but not the documented shape: the call was carried out,
+            # so this is ambiguous, never a bare KeyError that invites a resend.
+            desc = f"code 200 with a malformed answer ({type(exc).__name__}: {exc})"
+            raise ServerError(200, desc, endpoint.action) from exc
+
     async def _attempt(
-        self, action: str, fields: Mapping[str, str], upload: Upload | None, attempt: int
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        upload: Upload | None,
+        attempt: int,
+        on_send: Callable[[], None] | None,
     ) -> Answer:
         outcome: object = "?"
         started = time.perf_counter()
@@ -223,6 +242,8 @@ class Pipeline:
         try:
             async with self._slot(action):
                 sent_at = time.perf_counter()
+                if on_send is not None:
+                    on_send()
                 with _map_transport_errors(action):
                     response = await self._post(action, fields, upload)
             answer = _decode(response, action)
