@@ -63,6 +63,9 @@ class InvalidRequest(NimError, ValueError):
             message += f" (got {actual})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[type[InvalidRequest], tuple[str, str, object]]:
+        return type(self), (self.parameter, self.limit, self.actual)
+
 
 class NimAPIError(NimError):
     """Raised when the server answers a code other than 200.
@@ -114,12 +117,12 @@ class ServerError(NimAPIError):
         status: The HTTP status of the answer (200 when the error came as a JSON code).
     """
 
-    def __init__(self, code: int, desc: str, action: str, *, status: int = 200) -> None:
+    def __init__(self, code: int, desc: str, action: str, status: int = 200) -> None:
         super().__init__(code, desc, action)
         self.status = status
 
-    def __reduce__(self) -> tuple[type[NimAPIError], tuple[int, str, str]]:
-        return type(self), (self.code, self.desc, self.action)
+    def __reduce__(self) -> tuple[type[ServerError], tuple[int, str, str, int]]:  # type: ignore[override]
+        return type(self), (self.code, self.desc, self.action, self.status)
 
 
 class NimConnectionError(NimError):
@@ -134,8 +137,13 @@ class NimConnectionError(NimError):
 
     def __init__(self, message: str, *, action: str, may_have_reached_server: bool) -> None:
         super().__init__(f"{action}: {message}")
+        self.message = message
         self.action = action
         self.may_have_reached_server = may_have_reached_server
+
+    def __reduce__(self) -> tuple[object, ...]:
+        keywords = {"action": self.action, "may_have_reached_server": self.may_have_reached_server}
+        return _rebuild, (type(self), self.message, keywords)
 
 
 class NimTimeout(NimConnectionError):
@@ -155,6 +163,11 @@ class LimiterUnavailable(NimError):
     Sending without the shared budget could get the whole app blocked, so the
     call fails instead of going out unlimited.
     """
+
+
+def _rebuild(cls: type[NimError], message: str, keywords: dict[str, object]) -> NimError:
+    """Unpickle an exception whose constructor takes keywords."""
+    return cls(message, **keywords)
 
 
 _CODE_TO_ERROR: dict[int, type[NimAPIError]] = {

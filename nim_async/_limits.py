@@ -103,8 +103,15 @@ class RateLimits:
         )
 
     def for_action(self, action: str) -> ActionLimits:
-        """Return the limits of ``action`` (``"msg/sendMsg"`` form)."""
-        return self._by_action.get(action, self.fallback)
+        """Return the limits of ``action``: ``"sendBatchMsg"`` or ``"msg/sendBatchMsg"``.
+
+        Raises:
+            ValueError: Unknown action.
+        """
+        limits = self._by_action.get(action)
+        if limits is None:
+            limits = self._by_action.get(_actions.canonical_action(action), self.fallback)
+        return limits
 
     def with_action(self, action: str, *rates: Rate, block: float | None = None) -> RateLimits:
         """Return a copy in which ``action`` has ``rates`` (and ``block``, if given).

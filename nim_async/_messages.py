@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from . import _actions as act
 from ._bulk import BatchJob, BatchResult, Progress, Recipients, call_in_chunks
@@ -44,7 +44,7 @@ def _message_fields(
     msg_desc: str | None,
     ext: str | Mapping[str, Any] | None,
     bid: str | None,
-    use_yidun: bool | None,
+    use_yidun: Literal[False] | None,
     yidun_anti_cheating: Mapping[str, Any] | None,
     env: str | None,
 ) -> Form:
@@ -90,7 +90,7 @@ class MessageEndpoints(EndpointGroup):
         force_push_content: str | None = None,
         force_push_all: bool | None = None,
         bid: str | None = None,
-        use_yidun: bool | None = None,
+        use_yidun: Literal[False] | None = None,
         yidun_anti_cheating: Mapping[str, Any] | None = None,
         mark_read: bool | None = None,
         check_friend: bool | None = None,
@@ -169,7 +169,7 @@ class MessageEndpoints(EndpointGroup):
         msg_desc: str | None = None,
         ext: str | Mapping[str, Any] | None = None,
         bid: str | None = None,
-        use_yidun: bool | None = None,
+        use_yidun: Literal[False] | None = None,
         yidun_anti_cheating: Mapping[str, Any] | None = None,
         env: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,

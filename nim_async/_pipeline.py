@@ -116,7 +116,8 @@ def _decode(response: httpx.Response, action: str) -> Answer:
         desc = f"HTTP {response.status_code} without a NIM answer: {response.text[:200]!r}"
         if response.status_code >= 500 or response.status_code == 200:
             raise ServerError(response.status_code, desc, action, status=response.status_code)
-        raise error_for_code(response.status_code, desc, action)
+        # Not NIM's own code: a 404 page here means a wrong base_url, not "object not found".
+        raise NimAPIError(response.status_code, desc, action)
     code: int = answer["code"]
     if code == 200:
         return answer

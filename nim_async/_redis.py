@@ -103,20 +103,45 @@ class RedisLimiter:
             waits for a connection where the default pool would raise.
         prefix: The start of every key this limiter writes.
         poll_interval: The longest a waiting process sleeps before asking again.
+        timeout: The longest one Redis round trip may take before the call
+            fails with ``LimiterUnavailable`` (a hung Redis must not hang sends).
     """
 
-    __slots__ = ("_acquire", "_block", "_owns_redis", "_poll", "_prefix", "_redis", "_release")
+    __slots__ = (
+        "_acquire",
+        "_block",
+        "_owns_redis",
+        "_poll",
+        "_prefix",
+        "_redis",
+        "_release",
+        "_timeout",
+    )
 
-    def __init__(self, redis: Any, *, prefix: str = "nim", poll_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str = "nim",
+        poll_interval: float = 0.02,
+        timeout: float = 5.0,
+    ) -> None:
         import redis.asyncio as aioredis
 
         self._owns_redis = isinstance(redis, str)
         if isinstance(redis, str):
-            pool = aioredis.BlockingConnectionPool.from_url(redis, max_connections=32, timeout=10)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                redis,
+                max_connections=32,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
             redis = aioredis.Redis(connection_pool=pool)
         self._redis = redis
         self._prefix = prefix
         self._poll = poll_interval
+        self._timeout = timeout
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self._block = redis.register_script(_BLOCK)
@@ -132,10 +157,11 @@ class RedisLimiter:
 
         try:
             # A script cancelled mid-reply leaves its pooled connection out of
-            # step; it is short, so let it finish and cancel at the next checkpoint.
-            with anyio.CancelScope(shield=True):
+            # step; it is short, so let it finish (within the timeout) and take
+            # the cancel at the next checkpoint.
+            with anyio.CancelScope(shield=True), anyio.fail_after(self._timeout):
                 return await script(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             raise LimiterUnavailable(f"the Redis rate limiter is unreachable: {exc!r}") from exc
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 import nim_async as nim
@@ -149,3 +150,16 @@ async def test_a_parameter_error_from_the_server_is_not_retried(
         with pytest.raises(nim.ParameterError, match="check msgType"):
             await client.send_attach_msg("alice", "bob", "x")
     assert len(emulator.calls) == 1
+
+
+async def test_a_non_json_4xx_is_not_taken_for_a_nim_code() -> None:
+    """An HTML 404 (a wrong base_url) is a plain NimAPIError, not NotFound."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="<html>Not Found</html>")
+
+    async with make_client(httpx.MockTransport(handler)) as client:
+        with pytest.raises(nim.NimAPIError) as caught:
+            await client.send_msg("alice", "bob", nim.Text("hi"))
+    assert type(caught.value) is nim.NimAPIError
+    assert caught.value.code == 404

@@ -191,3 +191,11 @@ async def test_other_rates_for_one_action_keep_their_own_budget_and_share_the_bl
     await limiter.block("app:plans", small, 0.2)
     async with limiter.slot("app:plans", big, hold=1):
         assert anyio.current_time() - started >= 0.2
+
+
+def test_for_action_takes_the_short_name_too() -> None:
+    """for_action("sendBatchMsg") is the batch budget, not the 100/s fallback."""
+    limits = nim.RateLimits.default()
+    assert limits.for_action("sendBatchMsg") == limits.for_action("msg/sendBatchMsg")
+    with pytest.raises(ValueError, match="unknown NIM action"):
+        limits.for_action("sendBatchMsgs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -193,3 +194,17 @@ def test_three_processes_share_the_budget_with_zero_416(redis_url: str) -> None:
     share = budget_share(exchanges, 100, 0.5)
     print(f"three processes: {share:.1%} of the budget used")
     assert share >= 0.9
+
+
+async def test_a_hung_redis_fails_within_the_timeout() -> None:
+    """A Redis that accepts but never answers: LimiterUnavailable after `timeout`, not a hang."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        limiter = nim.RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(nim.LimiterUnavailable):
+            async with limiter.slot("app:hung", ATTACH, hold=1):
+                pass
+        assert time.monotonic() - started < 2

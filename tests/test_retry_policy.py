@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import nim_async as nim
@@ -57,3 +59,23 @@ def test_max_attempts_below_one_is_refused() -> None:
     """A policy that would never send is a mistake."""
     with pytest.raises(ValueError, match="max_attempts"):
         nim.RetryPolicy(max_attempts=0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        nim.InvalidRequest("toAccids", "at most 500", "501 accids"),
+        nim.ParameterError(414, "check msgType", "msg/sendAttachMsg"),
+        nim.ServerError(502, "bad gateway", "msg/sendMsg", status=502),
+        nim.NimConnectionError("refused", action="msg/recall", may_have_reached_server=False),
+        nim.NimTimeout("read", action="msg/sendMsg", may_have_reached_server=True),
+        nim.ChunkCancelled("stopped", action="msg/sendBatchMsg", may_have_reached_server=False),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_errors_survive_pickling_with_every_field(error: nim.NimError) -> None:
+    """Process pools and task queues pickle exceptions: nothing may be lost on the way."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert vars(copy) == vars(error)
