@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -58,6 +59,45 @@ async def _attach(args: argparse.Namespace) -> None:
             offline=False if args.online_only else None,
         )
     print(json.dumps({"ok": True}))
+
+
+async def _broadcast(args: argparse.Namespace) -> None:
+    async with _client() as client:
+        sent = await client.broadcast(
+            args.body,
+            from_=args.sender,
+            offline=True if args.offline else None,
+            ttl_hours=args.ttl_hours,
+            target_os=args.target_os.split(",") if args.target_os else None,
+        )
+    print(json.dumps({"broadcast_id": sent.broadcast_id, "expire_time": sent.expire_time}))
+
+
+async def _recall(args: argparse.Namespace) -> None:
+    async with _client() as client:
+        await client.recall(
+            args.msgid,
+            args.timetag,
+            from_=args.sender,
+            to=args.to,
+            team=args.team,
+            msg=args.msg,
+            ignore_time=args.ignore_time,
+        )
+    print(json.dumps({"ok": True}))
+
+
+async def _upload(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    async with _client() as client:
+        url = await client.file_upload(
+            path,
+            type=args.type,
+            https=True if args.https else None,
+            expire_sec=args.expire_sec,
+            tag=args.tag,
+        )
+    print(json.dumps({"url": url}))
 
 
 def _accids(source: str) -> Iterator[str]:
@@ -230,6 +270,32 @@ def _parser() -> argparse.ArgumentParser:
         help="enforce the default rate limits with time scaled by this factor (0: no limits)",
     )
     emulator.set_defaults(run=_emulator)
+
+    broadcast = commands.add_parser("broadcast", help="broadcast to every user (msg/broadcastMsg)")
+    broadcast.add_argument("body")
+    broadcast.add_argument("--from", dest="sender", help="the sender's accid")
+    broadcast.add_argument("--offline", action="store_true", help="keep it for offline users")
+    broadcast.add_argument("--ttl-hours", type=int, help="how long the offline copy lives")
+    broadcast.add_argument("--target-os", help="comma-separated: ios,aos,pc,web,mac")
+    broadcast.set_defaults(run=_broadcast)
+
+    recall = commands.add_parser("recall", help="recall a message (msg/recall)")
+    recall.add_argument("msgid")
+    recall.add_argument("timetag", type=int)
+    recall.add_argument("sender")
+    recall.add_argument("to")
+    recall.add_argument("--team", action="store_true", help="TO is a team id")
+    recall.add_argument("--msg", help="a description of the recall")
+    recall.add_argument("--ignore-time", action="store_true", help="skip the recall window")
+    recall.set_defaults(run=_recall)
+
+    upload = commands.add_parser("upload", help="upload a file (msg/fileUpload); prints its URL")
+    upload.add_argument("file")
+    upload.add_argument("--type", help="the file's type, e.g. image/png")
+    upload.add_argument("--https", action="store_true", help="ask for an https URL")
+    upload.add_argument("--expire-sec", type=int, help="seconds until it expires (>= 86400)")
+    upload.add_argument("--tag", help="the file's use, for clean-up by tag")
+    upload.set_defaults(run=_upload)
 
     batch = commands.add_parser(
         "batch", help="send a text (or, with --attach, a notification) to many accids"

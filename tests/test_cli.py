@@ -162,3 +162,45 @@ def test_the_emulator_command_serves_on_a_port() -> None:
         server.terminate()
         out, _ = server.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/nimserver/" in out
+
+
+@pytest.mark.usefixtures("served_env")
+def test_broadcast_recall_and_upload_commands(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The remaining commands are thin: each sends its action with its options."""
+    main(
+        [
+            "broadcast",
+            "maintenance",
+            "--from",
+            "ops",
+            "--offline",
+            "--ttl-hours",
+            "2",
+            "--target-os",
+            "ios,web",
+        ]
+    )
+    assert json.loads(capsys.readouterr().out)["broadcast_id"] > 0
+    form = emulator.calls[-1].form
+    assert (form["from"], form["isOffline"], form["ttl"], form["targetOs"]) == (
+        "ops",
+        "true",
+        "2",
+        '["ios","web"]',
+    )
+
+    main(["send", "alice", "bob", "oops"])
+    sent = json.loads(capsys.readouterr().out)
+    main(["recall", str(sent["msgid"]), str(sent["timetag"]), "alice", "bob", "--msg", "sorry"])
+    assert json.loads(capsys.readouterr().out) == {"ok": True}
+    assert emulator.messages[-1].recalled
+
+    file = tmp_path / "logo.png"
+    file.write_bytes(b"\x89PNG fake")
+    main(["upload", str(file), "--type", "image/png", "--tag", "logo", "--expire-sec", "86400"])
+    url = json.loads(capsys.readouterr().out)["url"]
+    assert url.startswith("http")
+    (upload,) = emulator.uploads.values()
+    assert (upload.content, upload.tag) == (b"\x89PNG fake", "logo")
