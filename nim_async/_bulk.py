@@ -243,7 +243,7 @@ async def send_in_chunks(
         job: Where the outcomes are recorded as they come; a new one if None.
 
     Raises:
-        InvalidRequest: ``recipients`` is a string, or a sequence holding a bad accid.
+        InvalidRequest: ``recipients`` is a string, or a collection holding a bad accid.
     """
     if isinstance(recipients, str):
         raise InvalidRequest("toAccids", "an iterable of accids, not a single string")
