@@ -66,6 +66,17 @@ _TO_ACCIDS = StrList(500, min_items=1, item_chars=32)  # "限500人"
 _ZERO_ONE = IntIn((0, 1))
 TARGET_OS = ("ios", "aos", "pc", "web", "mac")  # broadcastMsg: the default is all
 
+# sendAttachMsg and sendBatchAttachMsg: the rows the two seed tables share.
+_NOTIFICATION_ROWS = (
+    Row("pushcontent", _PUSH),
+    Row("payload", _PAYLOAD),
+    Row("sound", MaxChars(30)),
+    Row("save", IntIn((1, 2))),
+    Row("option", _ATTACH_OPTION),
+    Row("isForcePush", _BOOL),
+    Row("forcePushContent", MaxChars(500)),
+)
+
 RULES: Mapping[str, tuple[Row, ...]] = {
     "msg/sendMsg": (
         _req("from", _ACCID),
@@ -115,13 +126,7 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         _req("msgtype", _ZERO_ONE),
         _req("to", _ACCID),
         _req("attach", MaxChars(4096)),
-        Row("pushcontent", _PUSH),
-        Row("payload", _PAYLOAD),
-        Row("sound", MaxChars(30)),
-        Row("save", IntIn((1, 2))),
-        Row("option", _ATTACH_OPTION),
-        Row("isForcePush", _BOOL),
-        Row("forcePushContent", MaxChars(500)),
+        *_NOTIFICATION_ROWS,
         Row("forcePushAll", _BOOL),
         Row("forcePushList", StrList(100)),  # seeds/000: "up to 100 users"
         Row("env", _ENV),
@@ -130,13 +135,7 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         _req("fromAccid", _ACCID),
         _req("toAccids", _TO_ACCIDS),
         _req("attach", MaxChars(4096)),
-        Row("pushcontent", _PUSH),
-        Row("payload", _PAYLOAD),
-        Row("sound", MaxChars(30)),
-        Row("save", IntIn((1, 2))),
-        Row("option", _ATTACH_OPTION),
-        Row("isForcePush", _BOOL),
-        Row("forcePushContent", MaxChars(500)),
+        *_NOTIFICATION_ROWS,
         Row("env", _ENV),
     ),
     "msg/upload": (
