@@ -10,7 +10,7 @@ import httpx
 from ._auth import CheckSumAuth
 from ._files import FileEndpoints
 from ._history import HistoryEndpoints
-from ._limits import Limiter, LimiterStats, LocalLimiter, RateLimits
+from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
 from ._messages import MessageEndpoints
 from ._notifications import NotificationEndpoints
 from ._pipeline import Pipeline
@@ -104,7 +104,7 @@ class NimClient(MessageEndpoints, NotificationEndpoints, FileEndpoints, HistoryE
             self._http,
             app_key=app_key,
             rate_limits=rate_limits,
-            limiter=limiter if limiter is not None else LocalLimiter(),
+            limiter=limiter if limiter is not None else shared_local_limiter(),
             retry=retry,
             hold=_hold_time(http_timeout),
         )

@@ -24,7 +24,15 @@ from anyio.lowlevel import RunVar
 
 from . import _actions
 
-__all__ = ["ActionLimits", "Limiter", "LimiterStats", "LocalLimiter", "Rate", "RateLimits"]
+__all__ = [
+    "ActionLimits",
+    "Limiter",
+    "LimiterStats",
+    "LocalLimiter",
+    "Rate",
+    "RateLimits",
+    "shared_local_limiter",
+]
 
 
 @attrs.frozen
@@ -313,3 +321,11 @@ class LocalLimiter:
         with _STATE_LOCK:
             until = time.monotonic() + seconds
             _BLOCKED_UNTIL[key] = max(_BLOCKED_UNTIL.get(key, -math.inf), until)
+
+
+_SHARED = LocalLimiter()
+
+
+def shared_local_limiter() -> LocalLimiter:
+    """Return the process-wide ``LocalLimiter`` that every client without its own limiter uses."""
+    return _SHARED
