@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ._bulk import BatchFailed, BatchJob, BatchResult, FailedChunk, Progress
+from importlib.metadata import version as _metadata_version
+
 from ._client import CHINA_URL, OVERSEAS_URL, NimClient
 from ._errors import (
+    BatchFailed,
     ChunkCancelled,
+    ConfigurationError,
     DuplicateRequest,
     InvalidRequest,
     LimiterUnavailable,
@@ -37,6 +40,7 @@ from ._models import (
     Voice,
 )
 from ._redis import RedisLimiter
+from ._results import BatchJob, BatchResult, FailedChunk, Progress
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "Body",
     "Broadcast",
     "ChunkCancelled",
+    "ConfigurationError",
     "Custom",
     "DuplicateRequest",
     "FailedChunk",
@@ -85,4 +90,4 @@ __all__ = [
     "Voice",
 ]
 
-__version__ = "0.1.0"
+__version__ = _metadata_version("nim-async")

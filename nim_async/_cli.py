@@ -19,11 +19,11 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._bulk import BatchResult, Progress
 from ._client import CHINA_URL, NimClient
 from ._errors import NimError
 from ._limits import RateLimits
 from ._models import Text
+from ._results import BatchResult, Progress
 
 __all__ = ["main"]
 

@@ -1,57 +1,44 @@
-"""NimClient: its lifecycle, and one thin method per NIM endpoint."""
+"""NimClient: one thin, documented method per NIM endpoint.
+
+Each method hands its arguments whole (``locals()``) with its endpoint's spec
+to the pipeline: the spec in ``_endpoints`` maps every keyword to its NIM
+parameter, so the method holds no second copy of that mapping.
+"""
 
 from __future__ import annotations
 
-import enum
-from types import TracebackType
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
-import httpx
+from ._base import CHINA_URL, OVERSEAS_URL, BaseClient
+from ._bulk import Recipients, send_in_chunks
+from ._endpoints import (
+    BROADCAST,
+    CLEAN_NOS,
+    DEL_MSG_ONE_WAY,
+    DEL_ROAM_SESSION,
+    FILE_UPLOAD,
+    RECALL,
+    SEND_ATTACH_MSG,
+    SEND_BATCH_ATTACH_MSG,
+    SEND_BATCH_MSG,
+    SEND_MSG,
+    UPLOAD,
+)
+from ._models import Body, Broadcast, MessageOption, Push, SendResult
+from ._results import BatchJob, BatchResult, Progress
+from ._uploads import FileContent
 
-from ._auth import CheckSumAuth
-from ._files import FileEndpoints
-from ._history import HistoryEndpoints
-from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
-from ._messages import MessageEndpoints
-from ._notifications import NotificationEndpoints
-from ._pipeline import Pipeline
-from ._retry import RetryPolicy
+__all__ = ["CHINA_URL", "DEFAULT_MAX_CONCURRENCY", "OVERSEAS_URL", "NimClient"]
 
-__all__ = [
-    "CHINA_URL",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_MAX_CONNECTIONS",
-    "DEFAULT_TIMEOUT",
-    "OVERSEAS_URL",
-    "NimClient",
-]
-
-CHINA_URL = "https://api.netease.im/nimserver/"
-OVERSEAS_URL = "https://api-sg.netease.im/nimserver/"
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_MAX_CONNECTIONS = 100
-DEFAULT_BATCH_SIZE = 500
-
-
-class _State(enum.Enum):
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
+DEFAULT_MAX_CONCURRENCY = 4
+# seed, sendBatchMsg returnMsgid: "toAccids包含的账号数量不可以超过100个".
+MSGID_BATCH_SIZE = 100
 
 
-def _hold_time(timeout: httpx.Timeout) -> float:
-    # The longest one attempt can take: what a shared limiter may hold a slot for.
-    parts = [timeout.connect, timeout.write, timeout.read, timeout.pool]
-    return sum(part for part in parts if part is not None) or 60.0
-
-
-class NimClient(MessageEndpoints, NotificationEndpoints, FileEndpoints, HistoryEndpoints):
+class NimClient(BaseClient):
     """An asyncio client for NIM's message API, with one pooled connection pool.
-
-    The endpoint methods are grouped by topic in ``MessageEndpoints``
-    (send_msg, send_batch_msg, broadcast), ``NotificationEndpoints``
-    (send_attach_msg, send_batch_attach_msg), ``FileEndpoints`` (upload,
-    file_upload, clean_nos_files) and ``HistoryEndpoints`` (recall,
-    delete_msg_one_way, delete_roam_session); all share this client's pipeline.
 
     Create it inside the running event loop (in a FastAPI lifespan, not at
     import time): its connections belong to the loop that first uses them.
@@ -62,85 +49,431 @@ class NimClient(MessageEndpoints, NotificationEndpoints, FileEndpoints, HistoryE
         app_secret: The app's AppSecret; it never appears in a repr, log or error.
         base_url: ``CHINA_URL`` (default) or ``OVERSEAS_URL``, or an emulator's URL.
         rate_limits: The client-side budget per action; None turns limiting off.
-        limiter: Where the budget's state lives; None is an in-process ``LocalLimiter``.
+        limiter: Where the budget's state lives; None is the process-wide
+            ``LocalLimiter`` every such client shares.
         retry: What to retry and how long to wait.
         timeout: Seconds for each phase of a request, or an ``httpx.Timeout``.
         max_connections: The connection pool's size.
         batch_size: Recipients per batch call (at most 100 when msg ids are asked for).
         transport: Any ``httpx.AsyncBaseTransport``, e.g. ``NimEmulator.transport()``.
+
+    Raises:
+        ConfigurationError: An argument of the wrong type or out of range.
     """
 
-    def __init__(
+    async def send_msg(
         self,
-        app_key: str,
-        app_secret: str,
+        from_: str,
+        to: str,
+        body: Body,
         *,
-        base_url: str = CHINA_URL,
-        rate_limits: RateLimits | None = RateLimits.default(),  # noqa: B008 - immutable
-        limiter: Limiter | None = None,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        if not 1 <= batch_size <= 500:
-            raise ValueError(f"batch_size must be 1 to 500 (the seed's limit), got {batch_size}")
-        self.app_key = app_key
-        self.batch_size = batch_size
-        self.rate_limits = rate_limits
-        self.retry = retry
-        http_timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            auth=CheckSumAuth(app_key, app_secret),
-            timeout=http_timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-        )
-        self._pipeline = Pipeline(
-            self._http,
-            app_key=app_key,
-            rate_limits=rate_limits,
-            limiter=limiter if limiter is not None else shared_local_limiter(),
-            retry=retry,
-            hold=_hold_time(http_timeout),
-        )
-        self._state = _State.UNOPENED
+        team: bool = False,
+        option: MessageOption | None = None,
+        push: Push | None = None,
+        msg_desc: str | None = None,
+        antispam: bool | None = None,
+        antispam_custom: Mapping[str, Any] | None = None,
+        ext: str | Mapping[str, Any] | None = None,
+        force_push_list: Iterable[str] | None = None,
+        force_push_content: str | None = None,
+        force_push_all: bool | None = None,
+        bid: str | None = None,
+        use_yidun: Literal[False] | None = None,
+        yidun_anti_cheating: Mapping[str, Any] | None = None,
+        mark_read: bool | None = None,
+        check_friend: bool | None = None,
+        sub_type: int | None = None,
+        sender_no_sense: bool | None = None,
+        receiver_no_sense: bool | None = None,
+        env: str | None = None,
+    ) -> SendResult:
+        """Send a message to a user, or to a team with ``team=True`` (msg/sendMsg).
 
-    def __repr__(self) -> str:
-        return f"NimClient(app_key={self.app_key!r}, base_url={str(self._http.base_url)!r})"
+        Args:
+            from_: The sender's accid.
+            to: The receiver's accid, or the team id with ``team=True``.
+            body: ``Text``, ``Image``, ``Voice``, ``Video``, ``Location``, ``File``,
+                ``Tip`` or ``Custom``; its class gives the NIM ``type``.
+            team: Send to a team (``ope=1``) instead of a user (``ope=0``).
+            option: Roaming, history, push, ... (``option``).
+            push: Push text and payload (``pushcontent``, ``payload``).
+            msg_desc: Searchable description of a non-text message (``msgDesc``).
+            antispam: Check ``antispam_custom`` instead of the body (custom messages).
+            antispam_custom: ``{"type": 1 or 2, "data": str}`` (``antispamCustom``).
+            ext: The app's extension field (``ext``).
+            force_push_list: Team members to push to even if muted (``forcepushlist``).
+            force_push_content: Their push text (``forcepushcontent``).
+            force_push_all: Push to every member but the sender (``forcepushall``).
+            bid: Anti-spam business id (``bid``).
+            use_yidun: False sends ``useYidun=0``: use the general anti-spam.
+            yidun_anti_cheating: Yidun anti-cheating data (``yidunAntiCheating``).
+            mark_read: Team read receipts (``markRead``).
+            check_friend: Send only between friends (``checkFriend``).
+            sub_type: The app's message subtype, > 0 (``subType``).
+            sender_no_sense: The sender keeps no copy (``msgSenderNoSense``).
+            receiver_no_sense: The receiver keeps no copy (``msgReceiverNoSense``).
+            env: The message-copy environment (``env``).
 
-    async def __aenter__(self) -> NimClient:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this NimClient is closed; create a new one")
-        self._state = _State.OPENED
-        return self
+        Returns:
+            The message id, its timetag and the anti-spam flag.
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool. The client cannot be used afterwards."""
-        self._state = _State.CLOSED
-        await self._http.aclose()
-
-    def limiter_stats(self) -> dict[str, LimiterStats]:
-        """Return, per action, the calls made, the waits for a slot, their time and the 416s seen.
-
-        Actions never called are absent. With ``rate_limits=None`` nobody waits,
-        but calls and 416s are still counted.
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            NotFound: The receiver or team does not exist.
+            NimAPIError: Any other error answer.
+            NimConnectionError: No answer came back. A send is not retried once
+                the request may have reached the server, unless ``RetryPolicy``
+                says ``retry_ambiguous=True``.
         """
-        return self._pipeline.stats()
+        return await self._open_pipeline().call(SEND_MSG, locals())
 
-    def _pipe(self) -> Pipeline:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this NimClient is closed; create a new one")
-        return self._pipeline
+    async def send_batch_msg(
+        self,
+        from_: str,
+        to: Recipients,
+        body: Body,
+        *,
+        return_msgid: bool = False,
+        option: MessageOption | None = None,
+        push: Push | None = None,
+        msg_desc: str | None = None,
+        ext: str | Mapping[str, Any] | None = None,
+        bid: str | None = None,
+        use_yidun: Literal[False] | None = None,
+        yidun_anti_cheating: Mapping[str, Any] | None = None,
+        env: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_progress: Callable[[Progress], object] | None = None,
+        job: BatchJob | None = None,
+    ) -> BatchResult:
+        """Send one message to many users (msg/sendBatchMsg), chunked for you.
+
+        ``to`` may be any iterable or async iterable of accids, of any length;
+        it is read lazily and sent in chunks of the client's ``batch_size``
+        (500), or 100 with ``return_msgid=True``, ``max_concurrency`` at once.
+
+        Args:
+            from_: The sender's accid (``fromAccid``).
+            to: The receivers' accids (``toAccids``, chunked).
+            body: The message body; its class gives the NIM ``type``.
+            return_msgid: Ask for each receiver's message id (``returnMsgid``).
+            option: Roaming, history, push, ... (``option``).
+            push: Push text and payload (``pushcontent``, ``payload``).
+            msg_desc: Searchable description of a non-text message (``msgDesc``).
+            ext: The app's extension field (``ext``).
+            bid: Anti-spam business id (``bid``).
+            use_yidun: False sends ``useYidun=0``: use the general anti-spam.
+            yidun_anti_cheating: Yidun anti-cheating data (``yidunAntiCheating``).
+            env: The message-copy environment (``env``).
+            max_concurrency: Batch calls in flight at once.
+            on_progress: Called with a ``Progress`` after every chunk.
+            job: A ``BatchJob`` that records outcomes as they come, so that they
+                are known even if this call is cancelled.
+
+        Returns:
+            The merged result: every receiver is accepted, in ``unregister``, or
+            in a ``FailedChunk``.
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit (nothing was sent),
+                or a list holds a bad accid (checked whole before sending).
+        """
+        chunk_size = min(self.batch_size, MSGID_BATCH_SIZE) if return_msgid else self.batch_size
+        return await send_in_chunks(
+            self._open_pipeline(), SEND_BATCH_MSG, locals(), chunk_size=chunk_size
+        )
+
+    async def send_attach_msg(
+        self,
+        from_: str,
+        to: str,
+        attach: str | Mapping[str, Any],
+        *,
+        team: bool = False,
+        offline: bool | None = None,
+        push: Push | None = None,
+        sound: str | None = None,
+        option: MessageOption | None = None,
+        force_push: bool | None = None,
+        force_push_content: str | None = None,
+        force_push_all: bool | None = None,
+        force_push_list: Iterable[str] | None = None,
+        env: str | None = None,
+    ) -> None:
+        """Send a custom system notification to a user or a team (msg/sendAttachMsg).
+
+        Args:
+            from_: The sender's accid.
+            to: The receiver's accid, or the team id with ``team=True``.
+            attach: The notification: a string, or a mapping sent as JSON (at most
+                4096 characters).
+            team: Notify a team (``msgtype=1``) instead of a user (``msgtype=0``).
+            offline: True keeps it for offline users (``save=2``, the server's
+                default); False delivers it only to online users (``save=1``).
+            push: Push text and payload (``pushcontent``, ``payload``).
+            sound: The client's sound file for the push (``sound``).
+            option: Only ``badge``, ``need_push_nick`` and ``route`` apply.
+            force_push: Force the push (``isForcePush``).
+            force_push_content: The forced push's text (``forcePushContent``).
+            force_push_all: Force-push every team member but the sender (``forcePushAll``).
+            force_push_list: Team members to force-push, at most 100 (``forcePushList``).
+            env: The message-copy environment (``env``).
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            NotFound: The receiver or team does not exist.
+            NimAPIError: Any other error answer.
+            NimConnectionError: No answer came back.
+        """
+        await self._open_pipeline().call(SEND_ATTACH_MSG, locals())
+
+    async def send_batch_attach_msg(
+        self,
+        from_: str,
+        to: Recipients,
+        attach: str | Mapping[str, Any],
+        *,
+        offline: bool | None = None,
+        push: Push | None = None,
+        sound: str | None = None,
+        option: MessageOption | None = None,
+        force_push: bool | None = None,
+        force_push_content: str | None = None,
+        env: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        on_progress: Callable[[Progress], object] | None = None,
+        job: BatchJob | None = None,
+    ) -> BatchResult:
+        """Send one notification to many users (msg/sendBatchAttachMsg), chunked for you.
+
+        ``to`` may be any iterable or async iterable of accids, of any length;
+        it is read lazily and sent in chunks of the client's ``batch_size``
+        (500), ``max_concurrency`` at once.
+
+        Args:
+            from_: The sender's accid (``fromAccid``).
+            to: The receivers' accids (``toAccids``, chunked).
+            attach: The notification: a string, or a mapping sent as JSON (≤ 4096).
+            offline: True keeps it for offline users (``save=2``); False online only.
+            push: Push text and payload (``pushcontent``, ``payload``).
+            sound: The client's sound file for the push (``sound``).
+            option: Only ``badge``, ``need_push_nick`` and ``route`` apply.
+            force_push: Force the push (``isForcePush``).
+            force_push_content: The forced push's text (``forcePushContent``).
+            env: The message-copy environment (``env``).
+            max_concurrency: Batch calls in flight at once.
+            on_progress: Called with a ``Progress`` after every chunk.
+            job: A ``BatchJob`` that records outcomes as they come, so that they
+                are known even if this call is cancelled.
+
+        Returns:
+            The merged result: every receiver is accepted, in ``unregister``, or
+            in a ``FailedChunk``.
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit (nothing was sent),
+                or a list holds a bad accid (checked whole before sending).
+        """
+        return await send_in_chunks(
+            self._open_pipeline(), SEND_BATCH_ATTACH_MSG, locals(), chunk_size=self.batch_size
+        )
+
+    async def upload(
+        self,
+        content: bytes,
+        *,
+        type: str | None = None,
+        https: bool | None = None,
+        expire_sec: int | None = None,
+        tag: str | None = None,
+    ) -> str:
+        """Upload a file as base64 in a form field (msg/upload) and return its URL.
+
+        Args:
+            content: The file's bytes, at most 15 MB.
+            type: The file's type (``type``), e.g. ``"jpg"`` or ``"image/png"``.
+            https: Return an https URL (``ishttps``; server default false).
+            expire_sec: Seconds until the file expires, at least 86400 (``expireSec``).
+            tag: The file's use, at most 32 characters (``tag``); used by
+                :meth:`clean_nos_files`.
+
+        Returns:
+            The file's URL.
+
+        Raises:
+            InvalidRequest: Over 15 MB, or a parameter breaks its limit; nothing was sent.
+            NimAPIError: An error answer.
+        """
+        return await self._open_pipeline().call(UPLOAD, locals())
+
+    async def file_upload(
+        self,
+        content: FileContent,
+        *,
+        type: str | None = None,
+        https: bool | None = None,
+        expire_sec: int | None = None,
+        tag: str | None = None,
+    ) -> str:
+        """Upload a file as multipart form data (msg/fileUpload) and return its URL.
+
+        The file is streamed, not read into memory; a seekable file object is
+        rewound to where it was for a retry.
+
+        Args:
+            content: Bytes, a path, or a binary file object, at most 15 MB.
+            type: The file's type (``type``).
+            https: Return an https URL (``ishttps``).
+            expire_sec: Seconds until the file expires, at least 86400 (``expireSec``).
+            tag: The file's use, at most 32 characters (``tag``).
+
+        Returns:
+            The file's URL.
+
+        Raises:
+            InvalidRequest: Over 15 MB, or a parameter breaks its limit; nothing was sent.
+            OSError: The path cannot be read.
+            NimAPIError: An error answer.
+        """
+        return await self._open_pipeline().call(FILE_UPLOAD, locals())
+
+    async def clean_nos_files(
+        self,
+        start: dt.datetime | int,
+        end: dt.datetime | int,
+        *,
+        content_type: str | None = None,
+        tag: str | None = None,
+    ) -> str:
+        """Ask the server to delete uploaded files from a time range (job/nos/del).
+
+        The seed's rules: ``start < end``, the span between 1 and 7 days, and
+        ``end`` before today (China time). The server limits tasks per day.
+
+        Args:
+            start: The range's start: a datetime (naive means local time) or
+                epoch milliseconds (``startTime``).
+            end: The range's end, likewise (``endTime``).
+            content_type: Delete files whose type contains this, e.g. ``"image"``
+                (``contentType``).
+            tag: Delete files uploaded with exactly this tag (``tag``).
+
+        Returns:
+            The clean-up task's id.
+
+        Raises:
+            InvalidRequest: The range breaks a rule; nothing was sent.
+            NimAPIError: An error answer.
+        """
+        return await self._open_pipeline().call(CLEAN_NOS, locals())
+
+    async def recall(
+        self,
+        msgid: int | str,
+        timetag: int,
+        *,
+        from_: str,
+        to: str,
+        team: bool = False,
+        msg: str | None = None,
+        ignore_time: bool = False,
+        push: Push | None = None,
+        env: str | None = None,
+        attach: str | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Recall a message for both sides (msg/recall).
+
+        Args:
+            msgid: The message id from ``send_msg`` (``deleteMsgid``).
+            timetag: The message's timetag from ``send_msg`` (``timetag``).
+            from_: The message's sender (``from``).
+            to: Its receiver, or its team id with ``team=True`` (``to``).
+            team: A team message (``type=8``) instead of one-to-one (``type=7``).
+            msg: A description of the recall, at most 5000 characters (``msg``).
+            ignore_time: Skip the recall window (``ignoreTime=1``); messages up to
+                30 days old.
+            push: Push text and payload; the server cuts text past 500 characters.
+            env: The message-copy environment (``env``).
+            attach: Extension field, at most 5000 characters (``attach``).
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            RecallExpired: The message is older than the recall window (2 minutes
+                by default).
+            NimAPIError: Any other error answer.
+        """
+        await self._open_pipeline().call(RECALL, locals())
+
+    async def broadcast(
+        self,
+        body: str,
+        *,
+        from_: str | None = None,
+        offline: bool | None = None,
+        ttl_hours: int | None = None,
+        target_os: Iterable[str] | None = None,
+    ) -> Broadcast:
+        """Broadcast a message to every user of the app (msg/broadcastMsg).
+
+        The server allows 10 calls a minute and 1000 a day; the feature must be
+        enabled for the app.
+
+        Args:
+            body: The text, at most 4096 characters (``body``).
+            from_: The sender's accid (``from``).
+            offline: Keep it for offline users (``isOffline``; server default false).
+            ttl_hours: How long the offline copy lives, in hours (``ttl``; default 7 days).
+            target_os: Platforms among ios, aos, pc, web, mac (``targetOs``; default all).
+
+        Returns:
+            The broadcast as the server stored it.
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            NimAPIError: An error answer. A broadcast is never retried once it may
+                have reached the server, unless ``retry_ambiguous=True``.
+        """
+        return await self._open_pipeline().call(BROADCAST, locals())
+
+    async def delete_msg_one_way(
+        self,
+        msgid: int | str,
+        timetag: int,
+        *,
+        from_: str,
+        to: str,
+        team: bool = False,
+        msg: str | None = None,
+    ) -> None:
+        """Delete a message for its receivers only (msg/delMsgOneWay).
+
+        The receivers get a one-way recall notice and lose their offline,
+        roaming and history copies; the sender keeps everything.
+
+        Args:
+            msgid: The message id (``deleteMsgid``).
+            timetag: The message's timetag (``timetag``).
+            from_: The message's sender (``from``).
+            to: Its receiver, or its team id with ``team=True`` (``to``).
+            team: A team message (``type=14``) instead of one-to-one (``type=13``).
+            msg: A description (``msg``).
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            NimAPIError: An error answer.
+        """
+        await self._open_pipeline().call(DEL_MSG_ONE_WAY, locals())
+
+    async def delete_roam_session(self, from_: str, to: str, *, team: bool = False) -> None:
+        """Delete the roaming messages of one session (msg/delRoamSession).
+
+        Args:
+            from_: The account whose roaming copy goes (``from``).
+            to: The other side's accid, or the team id with ``team=True`` (``to``).
+            team: A team session (``type=2``) instead of one-to-one (``type=1``).
+
+        Raises:
+            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
+            NimAPIError: An error answer.
+        """
+        await self._open_pipeline().call(DEL_ROAM_SESSION, locals())

@@ -3,6 +3,8 @@
 The tree::
 
     NimError
+    ├── ConfigurationError(NimError, ValueError) a bad setting: a constructor argument,
+    │                                           batch_size, max_concurrency, a reused BatchJob
     ├── InvalidRequest(NimError, ValueError)   bad input, raised before anything is sent
     ├── NimAPIError                            the server answered a code other than 200
     │   ├── ParameterError       414
@@ -15,7 +17,8 @@ The tree::
     ├── NimConnectionError                     the exchange itself failed
     │   ├── NimTimeout
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
-    └── LimiterUnavailable                     the shared rate limiter's store is down
+    ├── LimiterUnavailable                     the shared rate limiter's store is down
+    └── BatchFailed                            raise_for_failures(): chunks of a bulk send failed
 
 No exception here ever holds the app secret: they are built from the action name,
 the server's answer and the request's form, never from the signed headers.
@@ -23,8 +26,15 @@ the server's answer and the request's form, never from the signed headers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._results import BatchResult
+
 __all__ = [
+    "BatchFailed",
     "ChunkCancelled",
+    "ConfigurationError",
     "DuplicateRequest",
     "InvalidRequest",
     "LimiterUnavailable",
@@ -43,6 +53,14 @@ __all__ = [
 
 class NimError(Exception):
     """Base class of every exception nim_async raises."""
+
+
+class ConfigurationError(NimError, ValueError):
+    """Raised when a setting is out of range or of the wrong type: nothing was sent.
+
+    It names a setting of this library (a ``NimClient`` argument, ``batch_size``,
+    ``max_concurrency``), never a NIM parameter: those raise ``InvalidRequest``.
+    """
 
 
 class InvalidRequest(NimError, ValueError):
@@ -165,6 +183,25 @@ class LimiterUnavailable(NimError):
     """
 
 
+class BatchFailed(NimError):
+    """Raised by ``BatchResult.raise_for_failures()`` when chunks failed.
+
+    Attributes:
+        result: The whole result, failed chunks included.
+    """
+
+    def __init__(self, result: BatchResult) -> None:
+        self.result = result
+        first = result.failed[0].error if result.failed else None
+        super().__init__(
+            f"{len(result.failed)} of {result.calls} batch calls failed "
+            f"({result.failed_count} recipients); first error: {first}"
+        )
+
+    def __reduce__(self) -> tuple[type[BatchFailed], tuple[BatchResult]]:
+        return type(self), (self.result,)
+
+
 def _rebuild(cls: type[NimError], message: str, keywords: dict[str, object]) -> NimError:
     """Unpickle an exception whose constructor takes keywords."""
     return cls(message, **keywords)
@@ -186,3 +223,8 @@ _CODE_TO_ERROR: dict[int, type[NimAPIError]] = {
 def error_for_code(code: int, desc: str, action: str) -> NimAPIError:
     """Return the exception for a NIM answer ``code`` (``NimAPIError`` for unmapped codes)."""
     return _CODE_TO_ERROR.get(code, NimAPIError)(code, desc, action)
+
+
+# Tracebacks and reprs show the public path (nim_async.ParameterError), as httpx does.
+for _name in __all__:
+    globals()[_name].__module__ = "nim_async"

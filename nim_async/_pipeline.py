@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    contextmanager,
-    nullcontext,
-)
-from typing import IO, Any, Generic, TypeVar
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from typing import TypeVar
 from urllib.parse import urlencode
 
 import anyio
-import attrs
 import httpx
 
+from ._endpoints import Answer, Endpoint
 from ._errors import (
+    InvalidRequest,
     NimAPIError,
     NimConnectionError,
     NimError,
@@ -31,59 +27,19 @@ from ._errors import (
     ServerError,
     error_for_code,
 )
+from ._fields import Form, json_text
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._retry import RetryPolicy
-from ._validate import validate
+from ._uploads import Upload
+from ._validate import check_recipients, validate
 
-__all__ = ["Endpoint", "EndpointGroup", "Pipeline", "Upload", "no_result", "raw_answer"]
+__all__ = ["Pipeline"]
 
 logger = logging.getLogger("nim_async")
 
 T = TypeVar("T")
-Answer = dict[str, Any]
 
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
-
-
-@attrs.frozen
-class Endpoint(Generic[T]):
-    """One NIM action: its path, whether repeating it is harmless, and how to read its answer.
-
-    Args:
-        action: The path without ``.action``, e.g. ``"msg/sendMsg"``.
-        decode: Turns the server's JSON answer (code 200) into the method's result.
-        idempotent: A second call has no further effect, so an ambiguous
-            failure may be retried by default.
-    """
-
-    action: str
-    decode: Callable[[Answer], T]
-    idempotent: bool = False
-
-
-def no_result(answer: Answer) -> None:
-    """Decode an answer that carries nothing but its code."""
-    return
-
-
-def raw_answer(answer: Answer) -> Answer:
-    """Keep the answer as it is, for callers that merge several (batch chunks)."""
-    return answer
-
-
-@attrs.frozen
-class Upload:
-    """A multipart file part.
-
-    Args:
-        filename: The part's file name.
-        open: Gives the stream to send, positioned at its start, for each attempt.
-        repeatable: False for a stream that cannot be rewound: one attempt only.
-    """
-
-    filename: str
-    open: Callable[[], AbstractContextManager[IO[bytes]]]
-    repeatable: bool = True
 
 
 @contextmanager
@@ -127,20 +83,12 @@ def _decode(response: httpx.Response, action: str) -> Answer:
     raise error
 
 
-class EndpointGroup:
-    """Base of the classes that hold NimClient's endpoint methods, grouped by topic.
-
-    Each method builds its form and hands it to the pipeline; nothing else.
-    """
-
-    __slots__ = ()
-
-    def _pipe(self) -> Pipeline:
-        raise NotImplementedError
-
-
 class Pipeline:
-    """Sends one endpoint call through validation, the limiter, signing, retries and decoding."""
+    """Sends endpoint calls through validation, the limiter, signing, retries and decoding.
+
+    ``retry``, ``rate_limits`` and ``hold`` are read at every call, so the
+    client's settings take effect when they are set.
+    """
 
     def __init__(
         self,
@@ -154,11 +102,16 @@ class Pipeline:
     ) -> None:
         self._http = http
         self._app_key = app_key
-        self._rate_limits = rate_limits
         self._limiter = limiter
-        self._retry = retry
-        self._hold = hold
         self._stats: dict[str, LimiterStats] = {}
+        self.rate_limits = rate_limits
+        self.retry = retry
+        self.hold = hold
+
+    @property
+    def limiter(self) -> Limiter:
+        """Where the rate limits' state lives."""
+        return self._limiter
 
     def stats(self) -> dict[str, LimiterStats]:
         """Return what the limiter did, per action (a snapshot)."""
@@ -175,27 +128,71 @@ class Pipeline:
             rate_limited=old.rate_limited + rate_limited,
         )
 
-    async def call(
-        self,
-        endpoint: Endpoint[T],
-        form: Mapping[str, str | None],
-        *,
-        upload: Upload | None = None,
-        on_send: Callable[[], None] | None = None,
-    ) -> T:
-        """Validate ``form``, send it, and return the decoded answer.
-
-        ``on_send`` is called each time a request is about to go on the wire
-        (after the rate limiter admitted it), so a caller can tell afterwards
-        whether anything may have reached the server.
+    async def call(self, endpoint: Endpoint[T], arguments: Mapping[str, object]) -> T:
+        """Write ``arguments`` as ``endpoint``'s form, check it, send it, return the result.
 
         Raises:
-            InvalidRequest: ``form`` breaks a documented limit; nothing was sent.
+            InvalidRequest: An argument is of the wrong type or breaks a
+                documented limit; nothing was sent.
             NimAPIError: The server answered an error code (after any safe retries).
             NimConnectionError: No answer came back (after any safe retries).
         """
-        fields = {name: value for name, value in form.items() if value is not None}
+        fields = endpoint.form(arguments)
         validate(endpoint.action, fields)
+        return await self._send(endpoint, fields)
+
+    def batch_form(
+        self, endpoint: Endpoint[Answer], arguments: Mapping[str, object], recipients: object
+    ) -> Form:
+        """Write and check a bulk send's form, all but ``toAccids``, once for the whole job.
+
+        A collection of recipients is checked whole too, so that a bad accid
+        at position 900,000 never leaves the job half done.
+
+        Raises:
+            InvalidRequest: An argument breaks its rule; nothing was sent.
+        """
+        if isinstance(recipients, str | bytes) or not isinstance(
+            recipients, Iterable | AsyncIterable
+        ):
+            raise InvalidRequest(
+                "toAccids",
+                "an iterable or async iterable of accids (not a single string)",
+                f"{type(recipients).__name__} {recipients!r}"[:80],
+            )
+        fields = endpoint.form(arguments)
+        validate(endpoint.action, fields)
+        if isinstance(recipients, Collection):
+            check_recipients(recipients)
+        return fields
+
+    async def call_chunk(
+        self,
+        endpoint: Endpoint[Answer],
+        form: Form,
+        chunk: list[str],
+        on_send: Callable[[], None],
+    ) -> Answer:
+        """Send one chunk of a bulk send: ``form`` (checked by `batch_form`) to ``chunk``.
+
+        Only the chunk's ``toAccids`` is checked here. ``on_send`` is called
+        each time the request is about to go on the wire, so the caller can
+        tell afterwards whether anything may have reached the server.
+
+        Raises:
+            InvalidRequest: The chunk breaks the ``toAccids`` rule; nothing was sent.
+            NimAPIError: The server answered an error code (after any safe retries).
+            NimConnectionError: No answer came back (after any safe retries).
+        """
+        fields: Form = {**form, "toAccids": json_text(chunk)}
+        validate(endpoint.action, fields, only=("toAccids",))
+        return await self._send(endpoint, fields, on_send)
+
+    async def _send(
+        self, endpoint: Endpoint[T], form: Form, on_send: Callable[[], None] | None = None
+    ) -> T:
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        upload = next((value for value in form.values() if isinstance(value, Upload)), None)
         attempt = 0
         while True:
             attempt += 1
@@ -204,20 +201,20 @@ class Pipeline:
                 return self._decode(endpoint, answer)
             except NimError as error:
                 spent = upload is not None and not upload.repeatable
-                if spent or not self._retry.should_retry(
+                if spent or not self.retry.should_retry(
                     error, attempt=attempt, idempotent=endpoint.idempotent
                 ):
                     raise
                 await self._before_retry(endpoint.action, error, attempt)
 
     def _limits(self, action: str) -> ActionLimits | None:
-        return None if self._rate_limits is None else self._rate_limits.for_action(action)
+        return None if self.rate_limits is None else self.rate_limits.for_action(action)
 
     def _slot(self, action: str) -> AbstractAsyncContextManager[None]:
         limits = self._limits(action)
         if limits is None:
             return nullcontext()
-        return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self._hold)
+        return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self.hold)
 
     @staticmethod
     def _decode(endpoint: Endpoint[T], answer: Answer) -> T:
@@ -297,9 +294,9 @@ class Pipeline:
     async def _before_retry(self, action: str, error: NimError, attempt: int) -> None:
         """Wait before the next attempt: out the server's block after a 416, else a backoff."""
         if isinstance(error, RateLimited):
-            if self._rate_limits is None:
+            if self.rate_limits is None:
                 # No limiter to wait in: wait out the documented block here.
                 await anyio.sleep(RateLimits.default().for_action(action).block)
             # Otherwise the limiter holds this retry, like every waiter, until the block ends.
             return
-        await anyio.sleep(self._retry.backoff(attempt))
+        await anyio.sleep(self.retry.backoff(attempt))

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
 
 from . import _actions as act
 from ._errors import InvalidRequest
+from ._uploads import Upload
 
-__all__ = ["MAX_UPLOAD_BYTES", "check_upload_size", "validate"]
+__all__ = ["MAX_UPLOAD_BYTES", "check_recipients", "validate"]
 
-# A check gets the parameter's wire value and the whole form; it returns None
-# when the value is fine, or what to report as the value's size ("got ...").
-Check = Callable[[str, Mapping[str, str]], object]
+# A check gets the parameter's wire value (text; the file part for
+# msg/fileUpload's content) and the whole form; it returns None when the value
+# is fine, or what to report as the value's size ("got ...").
+Check = Callable[[Any, Mapping[str, Any]], object]
 
 MAX_UPLOAD_BYTES = 15 * 1024 * 1024  # seed, upload: "最大15M"
 _DAY_MS = 24 * 60 * 60 * 1000
@@ -43,8 +45,13 @@ def _max_chars(limit: int) -> Check:
     return lambda value, form: f"{len(value)} characters" if len(value) > limit else None
 
 
-def _not_empty(value: str, form: Mapping[str, str]) -> object:
-    return "an empty string" if not value else None
+def _bad_accid(accid: object) -> bool:
+    # seed: every accid "最大32字符"; an empty one names nobody.
+    return not isinstance(accid, str) or not 0 < len(accid) <= 32
+
+
+def _accid(value: str, form: Mapping[str, str]) -> object:
+    return f"{len(value)} characters" if _bad_accid(value) else None
 
 
 def _json(value: str) -> tuple[bool, Any]:
@@ -82,10 +89,7 @@ def _accid_array(max_items: int | None, *, min_items: int = 0) -> Check:
             return f"{len(decoded)} accids"
         if len(decoded) < min_items:
             return f"{len(decoded)} accids"
-        for accid in decoded:
-            if not isinstance(accid, str) or not 0 < len(accid) <= 32:
-                return f"accid {accid!r}"
-        return None
+        return next((f"accid {accid!r}" for accid in decoded if _bad_accid(accid)), None)
 
     return check
 
@@ -94,6 +98,12 @@ def _to_accids(value: str, form: Mapping[str, str]) -> object:
     # seed, sendBatchMsg returnMsgid: "toAccids包含的账号数量不可以超过100个"
     limit = 100 if form.get("returnMsgid") == "true" else 500
     return _accid_array(limit, min_items=1)(value, form)
+
+
+def _upload_size(value: str | Upload, form: Mapping[str, Any]) -> object:
+    # base64 without line breaks: 3 bytes per 4 characters, less the padding.
+    size = value.size if isinstance(value, Upload) else len(value) * 3 // 4 - value[-2:].count("=")
+    return f"{size} bytes" if size is not None and size > MAX_UPLOAD_BYTES else None
 
 
 def _one_of(*allowed: str) -> Check:
@@ -172,12 +182,9 @@ _NOT_RECALL = frozenset(act.ACTIONS - {act.RECALL})
 
 _RULES: tuple[_Rule, ...] = (
     # Accounts and team ids (seed: "最大32字符").
-    _Rule("from", "a non-empty accid", _not_empty),
-    _Rule("from", "at most 32 characters", _max_chars(32)),
-    _Rule("fromAccid", "a non-empty accid", _not_empty),
-    _Rule("fromAccid", "at most 32 characters", _max_chars(32)),
-    _Rule("to", "a non-empty accid or team id", _not_empty),
-    _Rule("to", "at most 32 characters", _max_chars(32)),
+    _Rule("from", "an accid of 1 to 32 characters", _accid),
+    _Rule("fromAccid", "an accid of 1 to 32 characters", _accid),
+    _Rule("to", "an accid or team id of 1 to 32 characters", _accid),
     _Rule(
         "toAccids",
         "a JSON array of 1 to 500 accids of 1 to 32 characters (at most 100 with returnMsgid)",
@@ -206,7 +213,6 @@ _RULES: tuple[_Rule, ...] = (
         _antispam_custom,
     ),
     _Rule("yidunAntiCheating", "JSON of at most 1024 characters", _json_text(1024)),
-    _Rule("useYidun", "0 (the only value the server takes)", _one_of("0")),
     # Push (recall's pushcontent is truncated by the server past 500, not refused).
     _Rule("pushcontent", "at most 500 characters", _max_chars(500), _NOT_RECALL),
     _Rule("payload", "a JSON object of at most 2000 characters", _json_object(2000)),
@@ -228,6 +234,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("ignoreTime", "1 (the only value the server takes)", _one_of("1")),
     _Rule("env", "at most 32 characters", _max_chars(32)),
     # Uploads and the NOS clean-up job.
+    _Rule("content", f"at most {MAX_UPLOAD_BYTES} bytes (15 MB)", _upload_size, _UPLOADS),
     _Rule("expireSec", "at least 86400 seconds", _int_at_least(86400), _UPLOADS),
     _Rule("tag", "at most 32 characters", _max_chars(32)),
     _Rule(
@@ -252,24 +259,57 @@ def _rules_by_action() -> dict[str, tuple[_Rule, ...]]:
 _RULES_BY_ACTION = _rules_by_action()
 
 
-def validate(action: str, form: Mapping[str, str]) -> None:
+def _check_utf8(parameter: str, value: str) -> None:
+    # The form goes out as UTF-8: a lone surrogate (half an emoji) would fail
+    # while encoding, after the rate-limit slot was taken.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            parameter,
+            "text that UTF-8 can encode (no lone surrogate)",
+            f"{exc.object[exc.start]!r} at {exc.start}",
+        ) from None
+
+
+def validate(
+    action: str, form: Mapping[str, str | Upload], *, only: Collection[str] | None = None
+) -> None:
     """Check every rule of ``action`` that applies to a parameter present in ``form``.
+
+    Args:
+        action: The NIM action.
+        form: The wire form.
+        only: Check only these parameters (a batch chunk's ``toAccids``, once
+            the job's other fields passed).
 
     Raises:
         InvalidRequest: The first broken rule, naming the parameter, the limit
             and the value's size.
     """
+    for parameter, value in form.items():
+        if isinstance(value, str) and (only is None or parameter in only):
+            _check_utf8(parameter, value)
     for rule in _RULES_BY_ACTION[action]:
-        value = form.get(rule.parameter)
-        if value is not None and (actual := rule.check(value, form)) is not None:
+        if only is not None and rule.parameter not in only:
+            continue
+        given = form.get(rule.parameter)
+        if given is not None and (actual := rule.check(given, form)) is not None:
             raise InvalidRequest(rule.parameter, rule.limit, actual)
 
 
-def check_upload_size(size: int) -> None:
-    """Refuse an upload over 15 MB before reading or sending it.
+def check_recipients(recipients: Collection[object]) -> None:
+    """Check a whole collection of recipients before the first chunk goes out.
+
+    A bad accid at position 900,000 must not leave the job half done.
 
     Raises:
-        InvalidRequest: ``size`` is over ``MAX_UPLOAD_BYTES``.
+        InvalidRequest: The first bad accid, with its position.
     """
-    if size > MAX_UPLOAD_BYTES:
-        raise InvalidRequest("content", f"at most {MAX_UPLOAD_BYTES} bytes (15 MB)", size)
+    for position, accid in enumerate(recipients):
+        if _bad_accid(accid):
+            raise InvalidRequest(
+                "toAccids", "accids of 1 to 32 characters", f"{accid!r} at position {position}"
+            )
+        assert isinstance(accid, str)
+        _check_utf8("toAccids", accid)

@@ -12,7 +12,7 @@ import nim_async as nim
 from nim_async._auth import CheckSumAuth, checksum
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, make_client
+from ._support import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 

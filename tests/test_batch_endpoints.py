@@ -11,7 +11,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, make_client
+from ._support import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, make_client
+from ._support import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -153,6 +153,6 @@ async def test_max_concurrency_must_be_positive() -> None:
     """Zero concurrency would never send: refused up front."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     async with make_client(emulator, batch_size=500) as client:
-        with pytest.raises(nim.InvalidRequest, match="max_concurrency"):
+        with pytest.raises(nim.ConfigurationError, match="max_concurrency"):
             await client.send_batch_attach_msg("alice", ["a"], "x", max_concurrency=0)
     assert emulator.calls == []

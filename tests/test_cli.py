@@ -16,7 +16,7 @@ import nim_async as nim
 from nim_async._cli import _ProgressBar, main
 from nim_async.testing import NimEmulator
 
-from .conftest import APP_KEY, APP_SECRET, free_port, listens_soon
+from ._support import APP_KEY, APP_SECRET, free_port, listens_soon
 
 
 @pytest.fixture

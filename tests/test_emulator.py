@@ -17,12 +17,11 @@ import anyio
 import httpx
 import pytest
 
-import nim_async.testing
 from nim_async.testing import NimEmulator
 from nim_async.testing._checksum import auth_problem
 
 from ._raw import BASE, KEY, SECRET, post, signed
-from .conftest import free_port
+from ._support import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -292,12 +291,3 @@ def test_the_plugin_imports_without_the_emulator_extra() -> None:
 def test_the_secret_is_not_in_the_repr() -> None:
     """repr(emulator) shows the app key, never the secret."""
     assert SECRET not in repr(NimEmulator(KEY, SECRET))
-
-
-def test_all_is_sorted_and_complete() -> None:
-    """nim_async.testing.__all__ lists every public name, sorted."""
-    exported = nim_async.testing.__all__
-    assert exported == sorted(exported)
-    public = {name for name in vars(nim_async.testing) if name.isidentifier() and name[0] != "_"}
-    assert public - {"annotations", "pytest_plugin"} <= set(exported)
-    assert all(hasattr(nim_async.testing, name) for name in exported)

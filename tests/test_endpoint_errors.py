@@ -10,7 +10,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .test_other_endpoints import _past_range
+from ._support import past_nos_range
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +22,7 @@ ENDPOINTS: dict[str, Call] = {
     "msg/sendBatchAttachMsg": lambda c: c.send_batch_attach_msg("alice", ["bob"], "x"),
     "msg/upload": lambda c: c.upload(b"file"),
     "msg/fileUpload": lambda c: c.file_upload(b"file"),
-    "job/nos/del": lambda c: c.clean_nos_files(*_past_range()),
+    "job/nos/del": lambda c: c.clean_nos_files(*past_nos_range()),
     "msg/recall": lambda c: c.recall(1, 1_600_000_000_000, from_="alice", to="bob"),
     "msg/broadcastMsg": lambda c: c.broadcast("abc"),
     "msg/delMsgOneWay": lambda c: c.delete_msg_one_way(1, 1_600_000_000_000, from_="a", to="b"),

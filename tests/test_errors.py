@@ -8,7 +8,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import make_client
+from ._support import make_client
 
 pytestmark = pytest.mark.anyio
 

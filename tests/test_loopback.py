@@ -12,7 +12,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from .conftest import FAST_RETRY, free_port, make_client
+from ._support import FAST_RETRY, free_port, make_client
 
 pytestmark = pytest.mark.anyio
 

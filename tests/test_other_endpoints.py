@@ -14,17 +14,11 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
+from ._support import past_nos_range
+
 pytestmark = pytest.mark.anyio
 
-CHINA = dt.timezone(dt.timedelta(hours=8))
 CONTENT = bytes(range(256)) * 1200  # 300 KB: several of httpx's 64 KB multipart chunks
-
-
-def _past_range() -> tuple[dt.datetime, dt.datetime]:
-    """A two-day range ending before today in China time, as job/nos/del requires."""
-    today = dt.datetime.now(CHINA).replace(hour=0, minute=0, second=0, microsecond=0)
-    end = today - dt.timedelta(hours=1)
-    return end - dt.timedelta(days=2), end
 
 
 def _ms(moment: dt.datetime) -> int:
@@ -189,7 +183,7 @@ async def test_clean_nos_files_sends_milliseconds_and_answers_the_task_id(
     client: nim.NimClient, emulator: NimEmulator, as_ms: bool
 ) -> None:
     """Aware datetimes become epoch ms, ints are sent as they are; the result is the task id."""
-    start, end = _past_range()
+    start, end = past_nos_range()
     bounds: tuple[Any, Any] = (_ms(start), _ms(end)) if as_ms else (start, end)
     taskid = await client.clean_nos_files(*bounds, content_type="image", tag="usericon")
     (call,) = emulator.calls

@@ -1,0 +1,249 @@
+"""The client's settings and lifecycle, which every endpoint method builds on.
+
+Like httpx's ``BaseClient`` under ``AsyncClient``: ``BaseClient`` checks and
+holds the settings, owns the connection pool and the pipeline, and opens and
+closes them; ``NimClient`` adds one thin method per endpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from importlib.metadata import version
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from ._auth import CheckSumAuth
+from ._errors import ConfigurationError
+from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
+from ._pipeline import Pipeline
+from ._retry import RetryPolicy
+
+__all__ = [
+    "CHINA_URL",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_RATE_LIMITS",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUT",
+    "MAX_BATCH_SIZE",
+    "OVERSEAS_URL",
+    "USER_AGENT",
+    "BaseClient",
+]
+
+CHINA_URL = "https://api.netease.im/nimserver/"
+OVERSEAS_URL = "https://api-sg.netease.im/nimserver/"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_BATCH_SIZE = 500
+MAX_BATCH_SIZE = 500  # seed, sendBatchMsg and sendBatchAttachMsg: "最大限500人"
+DEFAULT_RATE_LIMITS = RateLimits.default()
+DEFAULT_RETRY = RetryPolicy()
+# The official SDKs identify themselves too.
+USER_AGENT = f"nim-async/{version('nim-async')}"
+
+_Client = TypeVar("_Client", bound="BaseClient")
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+def _refuse(setting: str, accepts: str, value: object) -> ConfigurationError:
+    return ConfigurationError(f"{setting} must be {accepts}, got {type(value).__name__} {value!r}")
+
+
+def _text(setting: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        # A bytes secret would fail at the first call, inside signing.
+        shown = "<bytes>" if setting == "app_secret" else value
+        raise _refuse(setting, "a non-empty str", shown)
+    return value
+
+
+def _checked_timeout(value: object) -> httpx.Timeout:
+    if isinstance(value, httpx.Timeout):
+        return value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:  # type: ignore[arg-type,operator]
+        return httpx.Timeout(value)  # type: ignore[arg-type]
+    raise _refuse("timeout", "a positive number of seconds or an httpx.Timeout", value)
+
+
+def _checked_rate_limits(value: object) -> RateLimits | None:
+    if value is not None and not isinstance(value, RateLimits):
+        raise _refuse("rate_limits", "a RateLimits or None", value)
+    return value
+
+
+def _checked_retry(value: object) -> RetryPolicy:
+    if not isinstance(value, RetryPolicy):
+        raise _refuse("retry", "a RetryPolicy", value)
+    return value
+
+
+def _checked_batch_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise _refuse("batch_size", f"an int from 1 to {MAX_BATCH_SIZE} (the seed's limit)", value)
+    return value
+
+
+def _hold_time(timeout: httpx.Timeout) -> float:
+    # The longest one attempt can take: what a shared limiter may hold a slot for.
+    parts = [timeout.connect, timeout.write, timeout.read, timeout.pool]
+    return sum(part for part in parts if part is not None) or 60.0
+
+
+class BaseClient:
+    """Settings, connection pool, pipeline and lifecycle of a ``NimClient``.
+
+    Every argument is checked here, at construction: a wrong one raises
+    ``ConfigurationError``. ``retry``, ``rate_limits``, ``timeout`` and
+    ``batch_size`` can be set later and take effect from the next call;
+    ``app_key``, ``base_url`` and ``limiter`` are read-only.
+    """
+
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        *,
+        base_url: str | httpx.URL = CHINA_URL,
+        rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._app_key = _text("app_key", app_key)
+        secret = _text("app_secret", app_secret)
+        if not isinstance(base_url, str | httpx.URL) or httpx.URL(base_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise _refuse("base_url", "an http(s) URL", base_url)
+        if limiter is not None and not isinstance(limiter, Limiter):
+            raise _refuse("limiter", "a LocalLimiter, a RedisLimiter or None", limiter)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise _refuse("max_connections", "an int of at least 1", max_connections)
+        if max_connections < 1:
+            raise _refuse("max_connections", "an int of at least 1", max_connections)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise _refuse("transport", "an httpx.AsyncBaseTransport or None", transport)
+        self._batch_size = _checked_batch_size(batch_size)
+        http_timeout = _checked_timeout(timeout)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            auth=CheckSumAuth(self._app_key, secret),
+            timeout=http_timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": USER_AGENT},
+            transport=transport,
+        )
+        self._pipeline = Pipeline(
+            self._http,
+            app_key=self._app_key,
+            rate_limits=_checked_rate_limits(rate_limits),
+            limiter=limiter if limiter is not None else shared_local_limiter(),
+            retry=_checked_retry(retry),
+            hold=_hold_time(http_timeout),
+        )
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app_key={self._app_key!r}, base_url={str(self.base_url)!r})"
+
+    @property
+    def app_key(self) -> str:
+        """The app's AppKey (read-only)."""
+        return self._app_key
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """Where the NIM API is (read-only)."""
+        return self._http.base_url
+
+    @property
+    def limiter(self) -> Limiter:
+        """Where the rate limits' state lives (read-only)."""
+        return self._pipeline.limiter
+
+    @property
+    def rate_limits(self) -> RateLimits | None:
+        """The client-side budget per action; None means no client-side limiting."""
+        return self._pipeline.rate_limits
+
+    @rate_limits.setter
+    def rate_limits(self, value: RateLimits | None) -> None:
+        self._pipeline.rate_limits = _checked_rate_limits(value)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """What is retried, and how long to wait in between."""
+        return self._pipeline.retry
+
+    @retry.setter
+    def retry(self, value: RetryPolicy) -> None:
+        self._pipeline.retry = _checked_retry(value)
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeouts of each request; setting a number sets every phase."""
+        return self._http.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | httpx.Timeout) -> None:
+        checked = _checked_timeout(value)
+        self._http.timeout = checked
+        self._pipeline.hold = _hold_time(checked)
+
+    @property
+    def batch_size(self) -> int:
+        """Recipients per batch call, 1 to 500 (at most 100 when msg ids are asked for)."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = _checked_batch_size(value)
+
+    async def __aenter__(self: _Client) -> _Client:
+        if self._state is _State.CLOSED:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. The client cannot be used afterwards."""
+        self._state = _State.CLOSED
+        await self._http.aclose()
+
+    def limiter_stats(self) -> dict[str, LimiterStats]:
+        """Return, per action, the calls made, the waits for a slot, their time and the 416s seen.
+
+        Actions never called are absent. With ``rate_limits=None`` nobody waits,
+        but calls and 416s are still counted.
+        """
+        return self._pipeline.stats()
+
+    def _open_pipeline(self) -> Pipeline:
+        """The pipeline, for a call; a closed client refuses to open a new pool."""
+        if self._state is _State.CLOSED:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+        return self._pipeline

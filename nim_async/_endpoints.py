@@ -1,0 +1,316 @@
+"""Every NIM endpoint as a declaration: its action, its keywords, and how to read its answer.
+
+``NimClient``'s methods are thin: each hands its arguments and one of these
+specs to the pipeline. A spec maps each keyword to the NIM parameter(s) it
+fills (``_fields``); the limits on the written values are in ``_validate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from . import _actions as act
+from ._fields import (
+    Form,
+    Param,
+    boolean,
+    codes,
+    epoch_millis,
+    file_content,
+    integer,
+    json_value,
+    message_body,
+    message_id,
+    message_option,
+    only_false,
+    only_true,
+    push,
+    save,
+    string,
+    string_list,
+    upload_content,
+    zero_one,
+)
+from ._models import Broadcast, SendResult
+
+__all__ = [
+    "BROADCAST",
+    "CLEAN_NOS",
+    "DEL_MSG_ONE_WAY",
+    "DEL_ROAM_SESSION",
+    "ENDPOINTS",
+    "FILE_UPLOAD",
+    "RECALL",
+    "SEND_ATTACH_MSG",
+    "SEND_BATCH_ATTACH_MSG",
+    "SEND_BATCH_MSG",
+    "SEND_MSG",
+    "UPLOAD",
+    "Answer",
+    "Endpoint",
+]
+
+T = TypeVar("T")
+Answer = dict[str, Any]
+
+
+@attrs.frozen
+class Endpoint(Generic[T]):
+    """One NIM action: its path, keywords, answer, and whether repeating it is harmless.
+
+    Args:
+        action: The path without ``.action``, e.g. ``"msg/sendMsg"``.
+        params: The keywords that become form fields, in the seed's order.
+        decode: Turns the server's JSON answer (code 200) into the method's result.
+        idempotent: A second call has no further effect, so an ambiguous
+            failure may be retried by default.
+        recipients: The keyword chunked into ``toAccids`` (batch actions only).
+    """
+
+    action: str
+    params: tuple[Param, ...]
+    decode: Callable[[Answer], T]
+    idempotent: bool = False
+    recipients: str | None = None
+
+    def form(self, arguments: Mapping[str, object]) -> Form:
+        """Write the method's ``arguments`` as form fields, checking each one's type.
+
+        Raises:
+            InvalidRequest: An argument of a type its parameter refuses, or a
+                required one that is None.
+        """
+        fields: Form = {}
+        for param in self.params:
+            fields.update(param.fields(arguments[param.keyword]))
+        return fields
+
+
+def _no_result(answer: Answer) -> None:
+    return
+
+
+def _raw_answer(answer: Answer) -> Answer:
+    # Batch chunks: the runner reads each answer into its chunk's outcome.
+    return answer
+
+
+def _send_result(answer: Answer) -> SendResult:
+    data = answer.get("data") or {}
+    return SendResult(int(data["msgid"]), int(data["timetag"]), bool(data.get("antispam", False)))
+
+
+def _broadcast(answer: Answer) -> Broadcast:
+    msg = answer.get("msg") or {}
+    expire = msg.get("expireTime")
+    return Broadcast(
+        broadcast_id=int(msg["broadcastId"]),
+        body=str(msg.get("body", "")),
+        create_time=int(msg["createTime"]),
+        expire_time=None if expire is None else int(expire),
+        is_offline=bool(msg.get("isOffline", False)),
+        target_os=tuple(msg.get("targetOs") or ()),
+        from_=msg.get("fromAccid"),
+    )
+
+
+def _url(answer: Answer) -> str:
+    return str(answer["url"])
+
+
+def _taskid(answer: Answer) -> str:
+    return str((answer.get("data") or {})["taskid"])
+
+
+def _required(keyword: str, nim: str, encode: Callable[[Any], Form]) -> Param:
+    return Param(keyword, encode, nim, required=True)
+
+
+def _text(keyword: str, nim: str) -> Param:
+    return Param(keyword, string(nim), nim)
+
+
+# sendMsg and sendBatchMsg: the rows both seed tables share.
+_MESSAGE = (
+    _required("body", "type, body", message_body),
+    _text("msg_desc", "msgDesc"),
+    Param("option", message_option, "option"),
+    Param("push", push, "pushcontent, payload"),
+    Param("ext", json_value("ext"), "ext"),
+    _text("bid", "bid"),
+    Param("use_yidun", only_false("useYidun", "0"), "useYidun"),
+    Param("yidun_anti_cheating", json_value("yidunAntiCheating", text=False), "yidunAntiCheating"),
+    _text("env", "env"),
+)
+
+# sendAttachMsg and sendBatchAttachMsg: the rows both seed tables share.
+_NOTIFICATION = (
+    _required("attach", "attach", json_value("attach")),
+    Param("push", push, "pushcontent, payload"),
+    _text("sound", "sound"),
+    Param("offline", save("save"), "save"),
+    Param("option", message_option, "option"),
+    Param("force_push", boolean("isForcePush"), "isForcePush"),
+    _text("force_push_content", "forcePushContent"),
+    _text("env", "env"),
+)
+
+# upload and fileUpload: the same optional rows.
+_UPLOAD_OPTIONS = (
+    _text("type", "type"),
+    Param("https", boolean("ishttps"), "ishttps"),
+    Param("expire_sec", integer("expireSec"), "expireSec"),
+    _text("tag", "tag"),
+)
+
+
+def _message_at(recall_type: str, team_type: str) -> tuple[Param, ...]:
+    """The rows that point recall and delMsgOneWay at one message (seed: the same rows)."""
+    return (
+        _required("msgid", "deleteMsgid", message_id("deleteMsgid")),
+        _required("timetag", "timetag", integer("timetag")),
+        _required("team", "type", codes("type", recall_type, team_type)),
+        _required("from_", "from", string("from")),
+        _required("to", "to", string("to")),
+        _text("msg", "msg"),
+    )
+
+
+SEND_MSG = Endpoint(
+    act.SEND_MSG,
+    (
+        _required("from_", "from", string("from")),
+        _required("team", "ope", codes("ope", "0", "1")),
+        _required("to", "to", string("to")),
+        *_MESSAGE,
+        Param("antispam", boolean("antispam"), "antispam"),
+        Param("antispam_custom", json_value("antispamCustom", text=False), "antispamCustom"),
+        Param("force_push_list", string_list("forcepushlist"), "forcepushlist"),
+        _text("force_push_content", "forcepushcontent"),
+        Param("force_push_all", boolean("forcepushall"), "forcepushall"),
+        Param("mark_read", zero_one("markRead"), "markRead"),
+        Param("check_friend", boolean("checkFriend"), "checkFriend"),
+        Param("sub_type", integer("subType"), "subType"),
+        Param("sender_no_sense", zero_one("msgSenderNoSense"), "msgSenderNoSense"),
+        Param("receiver_no_sense", zero_one("msgReceiverNoSense"), "msgReceiverNoSense"),
+    ),
+    _send_result,
+)
+
+SEND_BATCH_MSG = Endpoint(
+    act.SEND_BATCH_MSG,
+    (
+        _required("from_", "fromAccid", string("fromAccid")),
+        *_MESSAGE,
+        Param("return_msgid", only_true("returnMsgid", "true"), "returnMsgid"),
+    ),
+    _raw_answer,
+    recipients="to",
+)
+
+SEND_ATTACH_MSG = Endpoint(
+    act.SEND_ATTACH_MSG,
+    (
+        _required("from_", "from", string("from")),
+        _required("team", "msgtype", codes("msgtype", "0", "1")),
+        _required("to", "to", string("to")),
+        *_NOTIFICATION,
+        Param("force_push_all", boolean("forcePushAll"), "forcePushAll"),
+        Param("force_push_list", string_list("forcePushList"), "forcePushList"),
+    ),
+    _no_result,
+)
+
+SEND_BATCH_ATTACH_MSG = Endpoint(
+    act.SEND_BATCH_ATTACH_MSG,
+    (_required("from_", "fromAccid", string("fromAccid")), *_NOTIFICATION),
+    _raw_answer,
+    recipients="to",
+)
+
+# A repeated upload stores a second copy and nothing else: safe to retry.
+UPLOAD = Endpoint(
+    act.UPLOAD,
+    (_required("content", "content", upload_content), *_UPLOAD_OPTIONS),
+    _url,
+    idempotent=True,
+)
+
+FILE_UPLOAD = Endpoint(
+    act.FILE_UPLOAD,
+    (_required("content", "content", file_content), *_UPLOAD_OPTIONS),
+    _url,
+    idempotent=True,
+)
+
+# Each call creates a task, and the server caps tasks per day: not repeated.
+CLEAN_NOS = Endpoint(
+    act.CLEAN_NOS,
+    (
+        _required("start", "startTime", epoch_millis("startTime")),
+        _required("end", "endTime", epoch_millis("endTime")),
+        _text("content_type", "contentType"),
+        _text("tag", "tag"),
+    ),
+    _taskid,
+)
+
+# Recalling or deleting twice leaves the same state (facts: recalling a message
+# that does not exist answers 200), so an ambiguous failure may be retried.
+RECALL = Endpoint(
+    act.RECALL,
+    (
+        *_message_at("7", "8"),
+        Param("ignore_time", only_true("ignoreTime", "1"), "ignoreTime"),
+        Param("push", push, "pushcontent, payload"),
+        _text("env", "env"),
+        Param("attach", json_value("attach"), "attach"),
+    ),
+    _no_result,
+    idempotent=True,
+)
+
+DEL_MSG_ONE_WAY = Endpoint(
+    act.DEL_MSG_ONE_WAY, _message_at("13", "14"), _no_result, idempotent=True
+)
+
+DEL_ROAM_SESSION = Endpoint(
+    act.DEL_ROAM_SESSION,
+    (
+        _required("team", "type", codes("type", "1", "2")),
+        _required("from_", "from", string("from")),
+        _required("to", "to", string("to")),
+    ),
+    _no_result,
+    idempotent=True,
+)
+
+BROADCAST = Endpoint(
+    act.BROADCAST,
+    (
+        _required("body", "body", string("body")),
+        _text("from_", "from"),
+        Param("offline", boolean("isOffline"), "isOffline"),
+        Param("ttl_hours", integer("ttl"), "ttl"),
+        Param("target_os", string_list("targetOs"), "targetOs"),
+    ),
+    _broadcast,
+)
+
+# Method name on NimClient → its spec (the docs and the tests walk this).
+ENDPOINTS: Mapping[str, Endpoint[Any]] = {
+    "send_msg": SEND_MSG,
+    "send_batch_msg": SEND_BATCH_MSG,
+    "send_attach_msg": SEND_ATTACH_MSG,
+    "send_batch_attach_msg": SEND_BATCH_ATTACH_MSG,
+    "upload": UPLOAD,
+    "file_upload": FILE_UPLOAD,
+    "clean_nos_files": CLEAN_NOS,
+    "recall": RECALL,
+    "broadcast": BROADCAST,
+    "delete_msg_one_way": DEL_MSG_ONE_WAY,
+    "delete_roam_session": DEL_ROAM_SESSION,
+}

@@ -1,0 +1,285 @@
+"""What each keyword of an endpoint accepts, and how it goes on the wire.
+
+A `Param` ties a Python keyword to the NIM form field(s) it fills. Its encoder
+refuses a value of the wrong type with ``InvalidRequest`` naming the NIM
+parameter, and writes the value the way the server reads it: booleans as the
+strings ``true``/``false``, JSON values as compact JSON text (facts, "Calling
+convention"). The limits on the written values live in ``_validate``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidRequest
+from ._models import Body, MessageOption, Push
+from ._uploads import Upload, file_part
+
+__all__ = [
+    "Encoder",
+    "Form",
+    "Param",
+    "boolean",
+    "codes",
+    "epoch_millis",
+    "file_content",
+    "integer",
+    "json_text",
+    "json_value",
+    "message_body",
+    "message_id",
+    "message_option",
+    "only_false",
+    "only_true",
+    "push",
+    "save",
+    "string",
+    "string_list",
+    "upload_content",
+    "zero_one",
+]
+
+# NIM parameter → wire value: text, or the file part of msg/fileUpload.
+Form = dict[str, "str | Upload"]
+# Turns one keyword's (non-None) value into its form fields, or raises InvalidRequest.
+Encoder = Callable[[Any], Form]
+
+
+def _type_name(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _refuse(parameter: str, accepts: str, value: object) -> InvalidRequest:
+    return InvalidRequest(parameter, accepts, _type_name(value))
+
+
+@attrs.frozen
+class Param:
+    """One keyword of an endpoint: its name, how it is written, and whether it must be given.
+
+    Args:
+        keyword: The Python keyword, e.g. ``"from_"``.
+        encode: Writes a value that is not None as form fields.
+        required: None is refused instead of leaving the field out.
+        nim: The NIM parameter(s) it fills, for errors and the docs.
+    """
+
+    keyword: str
+    encode: Encoder
+    nim: str
+    required: bool = False
+
+    def fields(self, value: object) -> Form:
+        """Return the form fields for ``value``; none for an optional None.
+
+        Raises:
+            InvalidRequest: ``value`` is None but required, or of a type the parameter refuses.
+        """
+        if value is None:
+            if self.required:
+                raise InvalidRequest(self.nim, "given (it is required)", "None")
+            return {}
+        return self.encode(value)
+
+
+def json_text(value: Any) -> str:
+    """Encode ``value`` as compact JSON, keeping non-ASCII characters as they are.
+
+    Limits count characters of the value as sent, so ``\\uXXXX`` escapes would
+    make a 500-character Chinese text six times longer than it is.
+    """
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def string(name: str) -> Encoder:
+    """A ``str`` sent as it is."""
+
+    def encode(value: object) -> Form:
+        if not isinstance(value, str):
+            raise _refuse(name, "a str", value)
+        return {name: value}
+
+    return encode
+
+
+def boolean(name: str) -> Encoder:
+    """A ``bool`` sent as ``true``/``false`` (facts: booleans in form fields)."""
+
+    def encode(value: object) -> Form:
+        if not isinstance(value, bool):
+            raise _refuse(name, "True or False", value)
+        return {name: "true" if value else "false"}
+
+    return encode
+
+
+def codes(name: str, if_false: str, if_true: str) -> Encoder:
+    """A ``bool`` that picks one of two NIM codes (``team`` → ``ope`` 0 or 1, ...)."""
+
+    def encode(value: object) -> Form:
+        if not isinstance(value, bool):
+            raise _refuse(name, "True or False", value)
+        return {name: if_true if value else if_false}
+
+    return encode
+
+
+def zero_one(name: str) -> Encoder:
+    """A ``bool`` sent as ``1``/``0`` (``markRead``, ``msgSenderNoSense``, ...)."""
+    return codes(name, "0", "1")
+
+
+def only_true(name: str, code: str) -> Encoder:
+    """A ``bool`` whose True sends ``code`` and whose False sends nothing (``ignoreTime``)."""
+
+    def encode(value: object) -> Form:
+        if not isinstance(value, bool):
+            raise _refuse(name, "True or False", value)
+        return {name: code} if value else {}
+
+    return encode
+
+
+def only_false(name: str, code: str) -> Encoder:
+    """False sends ``code``; the server knows no other value (``useYidun=0``)."""
+
+    def encode(value: object) -> Form:
+        if value is not False:
+            raise _refuse(name, "False or None", value)
+        return {name: code}
+
+    return encode
+
+
+def save(name: str) -> Encoder:
+    """``offline``: True keeps a notification offline (2), False online only (1).
+
+    seed, sendAttachMsg save: "1表示只发在线,2表示会存离线".
+    """
+    return codes(name, "1", "2")
+
+
+def integer(name: str) -> Encoder:
+    """An ``int`` (not a bool) sent in decimal."""
+
+    def encode(value: object) -> Form:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _refuse(name, "an int", value)
+        return {name: str(value)}
+
+    return encode
+
+
+def message_id(name: str) -> Encoder:
+    """A message id: an ``int``, or a ``str`` of decimal digits."""
+
+    def encode(value: object) -> Form:
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return {name: value}
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {name: str(value)}
+        raise _refuse(name, "a message id: an int or a str of digits", value)
+
+    return encode
+
+
+def epoch_millis(name: str) -> Encoder:
+    """A ``datetime`` (naive means local time) or epoch milliseconds as an ``int``."""
+
+    def encode(value: object) -> Form:
+        if isinstance(value, dt.datetime):
+            return {name: str(int(value.timestamp() * 1000))}
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {name: str(value)}
+        raise _refuse(name, "a datetime or epoch milliseconds (int)", value)
+
+    return encode
+
+
+def _json_or_refuse(name: str, accepts: str, value: object) -> str:
+    try:
+        return json_text(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _refuse(name, accepts, value) from exc
+
+
+def json_value(name: str, *, text: bool = True) -> Encoder:
+    """A mapping sent as a JSON object, or (with ``text``) a ``str`` sent as it is."""
+    accepts = "a str or a JSON-able mapping" if text else "a JSON-able mapping"
+
+    def encode(value: object) -> Form:
+        if text and isinstance(value, str):
+            return {name: value}
+        if not isinstance(value, Mapping):
+            raise _refuse(name, accepts, value)
+        return {name: _json_or_refuse(name, accepts, dict(value))}
+
+    return encode
+
+
+def string_list(name: str) -> Encoder:
+    """An iterable of ``str`` (not a single ``str``) sent as a JSON array."""
+    accepts = "an iterable of str (not a single str)"
+
+    def encode(value: object) -> Form:
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            raise _refuse(name, accepts, value)
+        items = list(value)
+        if not all(isinstance(item, str) for item in items):
+            raise _refuse(name, accepts, items)
+        return {name: json_text(items)}
+
+    return encode
+
+
+def message_body(value: object) -> Form:
+    """A message body: its class gives ``type``, its JSON the ``body`` field."""
+    if not isinstance(value, Body):
+        raise _refuse(
+            "body",
+            "a message body: Text, Image, Voice, Video, Location, File, Tip or Custom",
+            value,
+        )
+    accepts = "a message body whose fields are JSON-able"
+    return {"type": str(value.type), "body": _json_or_refuse("body", accepts, value.to_json())}
+
+
+def message_option(value: object) -> Form:
+    """A ``MessageOption``: only the keys that are set, or no ``option`` at all."""
+    if not isinstance(value, MessageOption):
+        raise _refuse("option", "a MessageOption", value)
+    keys = value.to_json()
+    return {"option": json_text(keys)} if keys else {}
+
+
+def push(value: object) -> Form:
+    """A ``Push``: its ``pushcontent`` and ``payload``."""
+    if not isinstance(value, Push):
+        raise _refuse("pushcontent", "a Push", value)
+    fields: Form = {}
+    if value.content is not None:
+        fields.update(string("pushcontent")(value.content))
+    if value.payload is not None:
+        fields.update(json_value("payload", text=False)(value.payload))
+    return fields
+
+
+def upload_content(value: object) -> Form:
+    """``bytes`` sent as base64 text (msg/upload: "字符流base64串")."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise _refuse("content", "bytes", value)
+    return {"content": base64.b64encode(value).decode("ascii")}
+
+
+def file_content(value: object) -> Form:
+    """Bytes, a path or a binary file, sent as the multipart ``content`` part (msg/fileUpload)."""
+    part = file_part(value)
+    if part is None:
+        raise _refuse("content", "bytes, a path or a binary file object", value)
+    return {"content": part}

@@ -1,0 +1,172 @@
+"""The outcome of a bulk send: ``FailedChunk``, ``Progress``, ``BatchResult`` and ``BatchJob``.
+
+These sit below the pipeline: they record what happened and import nothing
+that sends. Every recipient read from the input ends in exactly one place:
+accepted, ``unregister``, or a ``FailedChunk``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ._errors import BatchFailed, ConfigurationError, NimConnectionError, NimError, ServerError
+
+__all__ = ["BatchJob", "BatchResult", "ChunkOutcome", "FailedChunk", "Progress", "SentChunk"]
+
+
+@attrs.frozen
+class FailedChunk:
+    """One batch call that failed, and the recipients it carried.
+
+    Attributes:
+        accids: The chunk's recipients, in input order.
+        error: Why it failed.
+    """
+
+    accids: tuple[str, ...]
+    error: NimError
+
+    @property
+    def may_have_been_sent(self) -> bool:
+        """True when the server may have delivered the chunk before failing.
+
+        Resend only chunks where this is False to be sure nobody gets the
+        message twice; the others need checking first.
+        """
+        if isinstance(self.error, NimConnectionError):
+            return self.error.may_have_reached_server
+        return isinstance(self.error, ServerError)
+
+
+@attrs.frozen
+class SentChunk:
+    """One batch call the server accepted: how many it carried and what it answered."""
+
+    size: int
+    unregister: list[str]
+    msgids: dict[str, int]
+
+
+ChunkOutcome = SentChunk | FailedChunk
+
+
+@attrs.frozen
+class Progress:
+    """Where a bulk send stands, passed to ``on_progress`` after every chunk.
+
+    Attributes:
+        done: Recipients whose chunk has finished, successfully or not.
+        total: All recipients, when the input has a length; else None.
+        failed_chunks: Chunks that failed so far.
+    """
+
+    done: int
+    total: int | None
+    failed_chunks: int
+
+
+@attrs.frozen
+class BatchResult:
+    """The merged outcome of a bulk send.
+
+    Attributes:
+        accepted: Recipients the server accepted.
+        unregister: Recipients the server does not know, in input order.
+        msgids: Message id per recipient (when msg ids were asked for).
+        failed: Chunks that failed; their recipients are in no other place.
+        calls: Batch calls made (chunks attempted).
+    """
+
+    accepted: int = 0
+    unregister: list[str] = attrs.Factory(list)
+    msgids: dict[str, int] = attrs.Factory(dict)
+    failed: list[FailedChunk] = attrs.Factory(list)
+    calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no chunk failed."""
+        return not self.failed
+
+    @property
+    def failed_count(self) -> int:
+        """Recipients in failed chunks."""
+        return sum(len(chunk.accids) for chunk in self.failed)
+
+    def raise_for_failures(self) -> None:
+        """Raise ``BatchFailed`` carrying this result if any chunk failed."""
+        if self.failed:
+            raise BatchFailed(self)
+
+
+class BatchJob:
+    """The running record of one bulk send, readable at any moment, even after a cancel.
+
+    Pass one as ``job=`` to ``send_batch_msg`` / ``send_batch_attach_msg`` when the
+    send may be cancelled (a timeout, a shutdown): ``job.result()`` then still
+    puts every recipient read so far in exactly one place. Chunks cut off by
+    the cancel are failed with ``ChunkCancelled``, whose
+    ``may_have_reached_server`` says whether their request had gone out.
+    Recipients not yet read are still in your iterator.
+
+    A job records one send: passing it to a second send raises
+    ``ConfigurationError`` before anything is sent.
+    """
+
+    __slots__ = ("_calls", "_done", "_failed", "_outcomes", "_used", "total")
+
+    def __init__(self) -> None:
+        self._outcomes: dict[int, ChunkOutcome] = {}
+        self._calls = 0
+        self._done = 0
+        self._failed = 0
+        self._used = False
+        self.total: int | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchJob(calls={self._calls}, done={self._done}, total={self.total})"
+
+    @property
+    def progress(self) -> Progress:
+        """Where the job stands now."""
+        return Progress(self._done, self.total, self._failed)
+
+    def claim(self) -> None:
+        """Mark the job as taken by a send.
+
+        Raises:
+            ConfigurationError: The job already recorded a send: its chunk
+                indexes would restart and overwrite that record.
+        """
+        if self._used:
+            raise ConfigurationError(
+                "this BatchJob already recorded a send; use a new BatchJob for each send"
+            )
+        self._used = True
+
+    def count_call(self) -> None:
+        """Count a batch call about to be made."""
+        self._calls += 1
+
+    def record(self, index: int, outcome: ChunkOutcome) -> None:
+        """Record the outcome of chunk ``index``."""
+        self._outcomes[index] = outcome
+        if isinstance(outcome, SentChunk):
+            self._done += outcome.size
+        else:
+            self._done += len(outcome.accids)
+            self._failed += 1
+
+    def result(self) -> BatchResult:
+        """Merge the chunk outcomes so far, in input order, whatever order they finished in."""
+        result = BatchResult(calls=self._calls)
+        accepted = 0
+        for index in sorted(self._outcomes):
+            outcome = self._outcomes[index]
+            if isinstance(outcome, FailedChunk):
+                result.failed.append(outcome)
+                continue
+            result.unregister.extend(outcome.unregister)
+            result.msgids.update(outcome.msgids)
+            accepted += outcome.size - len(outcome.unregister)
+        return attrs.evolve(result, accepted=accepted)
