@@ -86,3 +86,22 @@ def errors(error: nim.NimError) -> None:
     if isinstance(error, nim.InvalidRequest):
         parameter: str = error.parameter
         del parameter
+
+
+def settings(client: nim.NimClient) -> None:
+    client.retry = nim.RetryPolicy(max_attempts=1)
+    client.rate_limits = None
+    client.timeout = 5.0
+    timeout: httpx.Timeout = client.timeout
+    client.batch_size = 100
+    key: str = client.app_key
+    url: httpx.URL = client.base_url
+    limiter: nim.Limiter = client.limiter
+    own: nim.Limiter = nim.LocalLimiter()
+    version: str = nim.__version__
+    del timeout, key, url, limiter, own, version
+    try:
+        nim.NimClient("key", "secret", batch_size=501)
+    except nim.ConfigurationError as error:
+        message: str = str(error)
+        del message
