@@ -120,18 +120,6 @@ async def test_a_malformed_answer_fails_only_its_own_chunk() -> None:
     assert result.accepted == 2
 
 
-async def test_a_malformed_single_answer_is_an_ambiguous_server_error() -> None:
-    """Code 200 without `data` is a ServerError, not a KeyError that invites a resend."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"code": 200})
-
-    async with make_client(httpx.MockTransport(handler)) as client:
-        with pytest.raises(nim.ServerError, match="malformed") as caught:
-            await client.send_msg("alice", "bob", nim.Text("hi"))
-    assert caught.value.action == "msg/sendMsg"
-
-
 async def test_an_async_progress_callback_is_awaited() -> None:
     """on_progress may be a coroutine function."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)

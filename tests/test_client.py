@@ -38,12 +38,6 @@ async def test_works_as_an_async_context_manager(emulator: NimEmulator) -> None:
         await client.send_attach_msg("alice", "bob", "x")
 
 
-def test_batch_size_is_bounded_by_the_seed() -> None:
-    """More than 500 recipients per call would be refused by the server."""
-    with pytest.raises(ValueError, match="batch_size"):
-        nim.NimClient(APP_KEY, APP_SECRET, batch_size=501)
-
-
 async def test_one_debug_line_per_attempt_with_action_outcome_attempt_and_time(
     client: nim.NimClient, emulator: NimEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -163,3 +163,15 @@ async def test_a_non_json_4xx_is_not_taken_for_a_nim_code() -> None:
             await client.send_msg("alice", "bob", nim.Text("hi"))
     assert type(caught.value) is nim.NimAPIError
     assert caught.value.code == 404
+
+
+async def test_a_malformed_single_answer_is_an_ambiguous_server_error() -> None:
+    """Code 200 without `data` is a ServerError, not a KeyError that invites a resend."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"code": 200})
+
+    async with make_client(httpx.MockTransport(handler)) as client:
+        with pytest.raises(nim.ServerError, match="malformed") as caught:
+            await client.send_msg("alice", "bob", nim.Text("hi"))
+    assert caught.value.action == "msg/sendMsg"
