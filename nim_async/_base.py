@@ -24,11 +24,13 @@ from ._retry import RetryPolicy
 __all__ = [
     "CHINA_URL",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_RATE_LIMITS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "MAX_BATCH_SIZE",
+    "MSGID_BATCH_SIZE",
     "OVERSEAS_URL",
     "USER_AGENT",
     "BaseClient",
@@ -40,6 +42,9 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 500  # seed, sendBatchMsg and sendBatchAttachMsg: "最大限500人"
+# seed, sendBatchMsg returnMsgid: "toAccids包含的账号数量不可以超过100个".
+MSGID_BATCH_SIZE = 100
+DEFAULT_MAX_CONCURRENCY = 4  # batch calls in flight at once, per bulk send
 DEFAULT_RATE_LIMITS = RateLimits.default()
 DEFAULT_RETRY = RetryPolicy()
 # The official SDKs identify themselves too.

@@ -11,7 +11,13 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from ._base import CHINA_URL, OVERSEAS_URL, BaseClient
+from ._base import (
+    CHINA_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    MSGID_BATCH_SIZE,
+    OVERSEAS_URL,
+    BaseClient,
+)
 from ._bulk import Recipients, send_in_chunks
 from ._endpoints import (
     BROADCAST,
@@ -30,11 +36,7 @@ from ._models import Body, Broadcast, MessageOption, Push, SendResult
 from ._results import BatchJob, BatchResult, Progress
 from ._uploads import FileContent
 
-__all__ = ["CHINA_URL", "DEFAULT_MAX_CONCURRENCY", "OVERSEAS_URL", "NimClient"]
-
-DEFAULT_MAX_CONCURRENCY = 4
-# seed, sendBatchMsg returnMsgid: "toAccids包含的账号数量不可以超过100个".
-MSGID_BATCH_SIZE = 100
+__all__ = ["CHINA_URL", "OVERSEAS_URL", "NimClient"]
 
 
 class NimClient(BaseClient):
