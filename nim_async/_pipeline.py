@@ -184,6 +184,8 @@ class Pipeline:
             NimAPIError: The server answered an error code (after any safe retries).
             NimConnectionError: No answer came back (after any safe retries).
         """
+        # An accid read from a stream may be anything: check it before writing JSON.
+        check_recipients(chunk)
         fields: Form = {**form, "toAccids": json_text(chunk)}
         validate(endpoint.action, fields, only=("toAccids",))
         return await self._send(endpoint, fields, on_send)

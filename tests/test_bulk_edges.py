@@ -148,3 +148,20 @@ async def test_a_set_is_sized_and_checked_whole_before_sending() -> None:
             await client.send_batch_attach_msg("alice", {"ok", "x" * 33}, "x")
     assert totals == [2]
     assert len(emulator.calls) == 1
+
+
+async def test_a_non_text_accid_from_a_stream_fails_only_its_chunk() -> None:
+    """An object among streamed accids fails its chunk with InvalidRequest, unsent."""
+
+    async def recipients() -> AsyncIterator[object]:
+        for accid in ("a", "b", object(), "c"):
+            yield accid
+
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    async with make_client(emulator, batch_size=2) as client:
+        result = await client.send_batch_attach_msg("alice", recipients(), "x")  # type: ignore[arg-type]
+    (failed,) = result.failed
+    assert isinstance(failed.error, nim.InvalidRequest)
+    assert not failed.may_have_been_sent
+    assert result.accepted == 2
+    assert len(emulator.calls) == 1
