@@ -16,7 +16,7 @@ from typing import TypeVar
 import httpx
 
 from ._auth import CheckSumAuth
-from ._errors import ConfigurationError
+from ._config import refuse
 from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
@@ -59,15 +59,11 @@ class _State(enum.Enum):
     CLOSED = 3
 
 
-def _refuse(setting: str, accepts: str, value: object) -> ConfigurationError:
-    return ConfigurationError(f"{setting} must be {accepts}, got {type(value).__name__} {value!r}")
-
-
 def _text(setting: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         # A bytes secret would fail at the first call, inside signing.
         shown = "<bytes>" if setting == "app_secret" else value
-        raise _refuse(setting, "a non-empty str", shown)
+        raise refuse(setting, "a non-empty str", shown)
     return value
 
 
@@ -77,24 +73,24 @@ def _checked_timeout(value: object) -> httpx.Timeout:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if number and math.isfinite(value) and value > 0:  # type: ignore[arg-type,operator]
         return httpx.Timeout(value)  # type: ignore[arg-type]
-    raise _refuse("timeout", "a positive number of seconds or an httpx.Timeout", value)
+    raise refuse("timeout", "a positive number of seconds or an httpx.Timeout", value)
 
 
 def _checked_rate_limits(value: object) -> RateLimits | None:
     if value is not None and not isinstance(value, RateLimits):
-        raise _refuse("rate_limits", "a RateLimits or None", value)
+        raise refuse("rate_limits", "a RateLimits or None", value)
     return value
 
 
 def _checked_retry(value: object) -> RetryPolicy:
     if not isinstance(value, RetryPolicy):
-        raise _refuse("retry", "a RetryPolicy", value)
+        raise refuse("retry", "a RetryPolicy", value)
     return value
 
 
 def _checked_batch_size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
-        raise _refuse("batch_size", f"an int from 1 to {MAX_BATCH_SIZE} (the seed's limit)", value)
+        raise refuse("batch_size", f"an int from 1 to {MAX_BATCH_SIZE} (the seed's limit)", value)
     return value
 
 
@@ -133,15 +129,15 @@ class BaseClient:
             "http",
             "https",
         ):
-            raise _refuse("base_url", "an http(s) URL", base_url)
+            raise refuse("base_url", "an http(s) URL", base_url)
         if limiter is not None and not isinstance(limiter, Limiter):
-            raise _refuse("limiter", "a LocalLimiter, a RedisLimiter or None", limiter)
+            raise refuse("limiter", "a LocalLimiter, a RedisLimiter or None", limiter)
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise _refuse("max_connections", "an int of at least 1", max_connections)
+            raise refuse("max_connections", "an int of at least 1", max_connections)
         if max_connections < 1:
-            raise _refuse("max_connections", "an int of at least 1", max_connections)
+            raise refuse("max_connections", "an int of at least 1", max_connections)
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise _refuse("transport", "an httpx.AsyncBaseTransport or None", transport)
+            raise refuse("transport", "an httpx.AsyncBaseTransport or None", transport)
         self._batch_size = _checked_batch_size(batch_size)
         http_timeout = _checked_timeout(timeout)
         self._http = httpx.AsyncClient(

@@ -16,8 +16,9 @@ from typing import cast
 import anyio
 import anyio.abc
 
+from ._config import refuse
 from ._endpoints import Answer, Endpoint
-from ._errors import ChunkCancelled, ConfigurationError, NimError, ServerError
+from ._errors import ChunkCancelled, NimError, ServerError
 from ._fields import Form
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
@@ -41,7 +42,7 @@ def check_max_concurrency(value: object) -> int:
         ConfigurationError: Not an int of at least 1.
     """
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"max_concurrency must be an int of at least 1, got {value!r}")
+        raise refuse("max_concurrency", "an int of at least 1", value)
     return value
 
 
@@ -201,10 +202,10 @@ async def send_in_chunks(
     max_concurrency = check_max_concurrency(arguments["max_concurrency"])
     on_progress = arguments["on_progress"]
     if on_progress is not None and not callable(on_progress):
-        raise ConfigurationError(f"on_progress must be callable or None, got {on_progress!r}")
+        raise refuse("on_progress", "a callable or None", on_progress)
     job = BatchJob() if arguments["job"] is None else arguments["job"]
     if not isinstance(job, BatchJob):
-        raise ConfigurationError(f"job must be a BatchJob or None, got {job!r}")
+        raise refuse("job", "a BatchJob or None", job)
     form = pipeline.batch_form(endpoint, arguments, recipients)
     job.claim()
     if isinstance(recipients, Collection):

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +23,7 @@ import attrs
 from anyio.lowlevel import RunVar
 
 from . import _actions
+from ._config import at_least, integer_at_least, refuse
 
 __all__ = [
     "ActionLimits",
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 
+def _seconds(value: object) -> object:
+    # An int is taken as seconds; anything else is left for the validator to refuse.
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 @attrs.frozen
 class Rate:
     """At most ``calls`` calls started in any window of ``per`` seconds.
@@ -44,8 +50,8 @@ class Rate:
         per: The window's length in seconds.
     """
 
-    calls: int = attrs.field(validator=attrs.validators.gt(0))
-    per: float = attrs.field(converter=float, validator=attrs.validators.gt(0))
+    calls: int = attrs.field(validator=integer_at_least(1))
+    per: float = attrs.field(validator=at_least(0, strict=True), converter=_seconds)
 
 
 @attrs.frozen
@@ -53,7 +59,7 @@ class ActionLimits:
     """Every rate one action must honour, and how long the server blocks it after a breach."""
 
     rates: tuple[Rate, ...]
-    block: float = attrs.field(converter=float, validator=attrs.validators.ge(0))
+    block: float = attrs.field(validator=at_least(0), converter=_seconds)
 
     def scaled(self, factor: float) -> ActionLimits:
         """Return these limits with every period and the block multiplied by ``factor``."""
@@ -144,7 +150,7 @@ class RateLimits:
         per 0.6 s: the same shape in compressed time, for tests and demos.
         """
         if factor <= 0:
-            raise ValueError(f"factor must be positive, got {factor}")
+            raise refuse("factor", "a positive number", factor)
         return RateLimits(
             {action: limits.scaled(factor) for action, limits in self.actions},
             self.fallback.scaled(factor),
@@ -215,12 +221,25 @@ class _Window:
 
 
 class _Budget:
-    """The windows of one key and one shape of rates, shared by the whole process."""
+    """The windows of one key and one shape of rates."""
 
     __slots__ = ("windows",)
 
     def __init__(self, limits: ActionLimits) -> None:
         self.windows = [_Window(rate) for rate in limits.rates]
+
+    def free_at(self, now: float) -> float:
+        """Return when every window has a free slot: ``now``, later, or inf."""
+        return max(window.free_at(now) for window in self.windows)
+
+    def take(self) -> None:
+        for window in self.windows:
+            window.in_flight += 1
+
+    def release(self, now: float) -> None:
+        for window in self.windows:
+            window.in_flight -= 1
+            window.ends.append(now + window.per)
 
 
 class _Waiters:
@@ -237,90 +256,115 @@ class _Waiters:
         self.changed = anyio.Event()
 
 
-# The budget is the app's, not one event loop's: a worker that runs each task
-# in its own loop (asyncio.run per job) must not start every job afresh. So the
-# windows and blocks live in the process, under a thread lock, on the
-# monotonic clock that every asyncio loop uses.
-_STATE_LOCK = threading.Lock()
-_BUDGETS: dict[tuple[str, tuple[Rate, ...]], _Budget] = {}
-_BLOCKED_UNTIL: dict[str, float] = {}
-_waiters: RunVar[dict[tuple[str, tuple[Rate, ...]], _Waiters]] = RunVar("nim_async_waiters")
-# A waiter whose slots are all held elsewhere (another loop or thread, which
-# cannot wake it) looks again this often.
-_POLL = 0.05
+_BudgetKey = tuple[str, tuple[Rate, ...]]
 
-
-def forget_local_budgets() -> None:
-    """Drop every in-process window and block (for test suites that reuse an app key)."""
-    with _STATE_LOCK:
-        _BUDGETS.clear()
-        _BLOCKED_UNTIL.clear()
-
-
-def _local_waiters(budget_key: tuple[str, tuple[Rate, ...]]) -> _Waiters:
-    try:
-        waiters = _waiters.get()
-    except LookupError:
-        waiters = {}
-        _waiters.set(waiters)
-    return waiters.setdefault(budget_key, _Waiters())
+# A waiter looks at the budget again at least this often: a slot released in
+# another event loop or thread cannot wake it (waking is per loop).
+_POLL_INTERVAL = 0.05
 
 
 class LocalLimiter:
-    """Rate limits held in this process, shared by every client, loop and thread in it.
+    """Rate limits held in this object, shared by every client, event loop and thread using it.
 
-    Two ``NimClient`` objects with the same app key in one process draw from one
-    budget, because the state lives in the process, not in the limiter object.
-    Clients configured with different rates for an action keep separate
-    budgets (each honours its own); a block after a 416 holds them all.
-    Waiters on one event loop are admitted first come, first served; a fresh
-    window admits its whole budget at once.
+    Each instance owns its budgets: two instances never share one. Clients
+    created without a limiter of their own all use one process-wide instance,
+    so two of them with the same app key draw from one budget. Clients
+    configured with different rates for an action keep separate budgets (each
+    honours its own); a block after a 416 holds them all. Waiters on one event
+    loop are admitted first come, first served; a fresh window admits its whole
+    budget at once.
+
+    Args:
+        clock: Monotonic seconds (never going back), read under the instance's
+            thread lock by every event loop and thread that uses it. Replaceable
+            in tests.
+        poll_interval: The longest a waiter sleeps before it reads the clock and
+            the budget again. A slot released in another event loop or thread
+            cannot wake it, and neither can an injected clock that is moved.
+
+    Raises:
+        ConfigurationError: ``poll_interval`` is not positive.
     """
 
-    __slots__ = ()
+    __slots__ = ("_blocked_until", "_budgets", "_clock", "_lock", "_poll", "_waiters")
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = _POLL_INTERVAL,
+    ) -> None:
+        if not isinstance(poll_interval, int | float) or not poll_interval > 0:
+            raise refuse("poll_interval", "a positive number of seconds", poll_interval)
+        self._clock = clock
+        self._poll = poll_interval
+        # The budget is the app's, not one event loop's: a worker that runs each
+        # task in its own loop (asyncio.run per job) must not start every job
+        # afresh. So the windows and blocks sit behind a thread lock, and the
+        # waiters' queues, which belong to one loop, in a RunVar.
+        self._lock = threading.Lock()
+        self._budgets: dict[_BudgetKey, _Budget] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._waiters: RunVar[dict[_BudgetKey, _Waiters]] = RunVar("nim_async_local_waiters")
+
+    def _budget(self, budget_key: _BudgetKey, limits: ActionLimits) -> _Budget:
+        with self._lock:
+            budget = self._budgets.get(budget_key)
+            if budget is None:
+                budget = self._budgets[budget_key] = _Budget(limits)
+            return budget
+
+    def _local_waiters(self, budget_key: _BudgetKey) -> _Waiters:
+        try:
+            waiters = self._waiters.get()
+        except LookupError:
+            waiters = {}
+            self._waiters.set(waiters)
+        queue = waiters.get(budget_key)
+        if queue is None:
+            queue = waiters[budget_key] = _Waiters()
+        return queue
 
     @asynccontextmanager
     async def slot(self, key: str, limits: ActionLimits, *, hold: float) -> AsyncIterator[None]:
         """Wait for a free slot of every rate of ``key``; hold it while the body runs.
 
         Guarantees that, for each rate, the calls holding a slot at any moment
-        (in flight, or answered less than ``per`` seconds ago) never exceed
-        ``calls``, and that no slot is handed out before a block has passed.
+        (in flight, or answered less than ``per`` seconds ago on this limiter's
+        clock) never exceed ``calls``, and that no slot is handed out before a
+        block has passed. ``hold`` is not needed in one process: a slot is
+        always given back when the body ends.
         """
         budget_key = (key, limits.rates)
-        with _STATE_LOCK:
-            budget = _BUDGETS.setdefault(budget_key, _Budget(limits))
-        waiters = _local_waiters(budget_key)
+        budget = self._budget(budget_key, limits)
+        waiters = self._local_waiters(budget_key)
         async with waiters.queue:
             while True:
-                with _STATE_LOCK:
-                    now = time.monotonic()
-                    ready_at = max(
-                        _BLOCKED_UNTIL.get(key, -math.inf),
-                        *(window.free_at(now) for window in budget.windows),
-                    )
+                with self._lock:
+                    now = self._clock()
+                    ready_at = max(self._blocked_until.get(key, -math.inf), budget.free_at(now))
                     if ready_at <= now:
-                        for window in budget.windows:
-                            window.in_flight += 1
+                        budget.take()
                         break
                 changed = waiters.changed
-                with anyio.move_on_after(ready_at - now if ready_at < math.inf else _POLL):
+                with anyio.move_on_after(min(ready_at - now, self._poll)):
                     await changed.wait()
         try:
             yield
         finally:
-            with _STATE_LOCK:
-                end = time.monotonic()
-                for window in budget.windows:
-                    window.in_flight -= 1
-                    window.ends.append(end + window.per)
+            with self._lock:
+                budget.release(self._clock())
             waiters.notify()
 
     async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
-        """Admit no call for ``key``, whatever its rates, until ``seconds`` from now."""
-        with _STATE_LOCK:
-            until = time.monotonic() + seconds
-            _BLOCKED_UNTIL[key] = max(_BLOCKED_UNTIL.get(key, -math.inf), until)
+        """Admit no call for ``key``, whatever its rates, until ``seconds`` from now.
+
+        A later block never shortens a longer one.
+        """
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._blocked_until.get(key, -math.inf):
+                self._blocked_until[key] = until
 
 
 _SHARED = LocalLimiter()

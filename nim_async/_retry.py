@@ -6,6 +6,7 @@ import random
 
 import attrs
 
+from ._config import at_least, boolean, integer_at_least
 from ._errors import (
     NimConnectionError,
     NimError,
@@ -14,11 +15,6 @@ from ._errors import (
 )
 
 __all__ = ["RetryPolicy"]
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 @attrs.frozen
@@ -50,11 +46,11 @@ class RetryPolicy:
             out, for every action. A send retried this way can arrive twice.
     """
 
-    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
-    backoff_base: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
-    backoff_cap: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
-    jitter: bool = True
-    retry_ambiguous: bool = False
+    max_attempts: int = attrs.field(default=3, validator=integer_at_least(1))
+    backoff_base: float = attrs.field(default=0.2, validator=at_least(0))
+    backoff_cap: float = attrs.field(default=5.0, validator=at_least(0))
+    jitter: bool = attrs.field(default=True, validator=boolean)
+    retry_ambiguous: bool = attrs.field(default=False, validator=boolean)
 
     def should_retry(self, error: NimError, *, attempt: int, idempotent: bool) -> bool:
         """Tell whether the call that failed with ``error`` on ``attempt`` may be tried again.

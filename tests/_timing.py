@@ -1,75 +1,68 @@
-"""A transport wrapper that records when each request really went out and came back."""
+"""Time helpers for the limiter tests: a clock moved by hand, and a transport that records."""
 
 from __future__ import annotations
 
-import statistics
+import json
 import time
 
 import attrs
 import httpx
 
 
+class FakeClock:
+    """Monotonic seconds that move only when a test calls :meth:`advance`.
+
+    Give it to ``LocalLimiter(clock=...)``: the window arithmetic then runs in
+    virtual time. Start at a value that is exact in binary and advance by such
+    values (8, 0.5, ...) so that "exactly ``per`` later" compares exactly.
+    """
+
+    def __init__(self, start: float = 1024.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @attrs.frozen
 class Exchange:
+    """One request through a :class:`TimingTransport`, times on the monotonic clock."""
+
     action: str
+    to: str
     sent: float
     answered: float
     code: int | None
 
 
 class TimingTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport; ``exchanges`` lists every request with wall-clock times."""
+    """Wraps a transport; ``exchanges`` lists every request with its recipient and times.
+
+    The times are ``time.monotonic()``, the clock the default ``LocalLimiter``
+    reads, so they compare with the limiter's waits directly.
+    """
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.exchanges: list[Exchange] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        sent = time.time()
+        sent = time.monotonic()
         response = await self.inner.handle_async_request(request)
         await response.aread()
+        answered = time.monotonic()
         try:
-            code = response.json().get("code")
+            code = json.loads(response.content).get("code")
         except ValueError:
             code = None
         action = request.url.path.split("/nimserver/")[-1].removesuffix(".action")
-        self.exchanges.append(Exchange(action, sent, time.time(), code))
+        form = httpx.QueryParams(request.content.decode())
+        to = form.get("to") or form.get("toAccids") or ""
+        self.exchanges.append(Exchange(action, to, sent, answered, code))
         return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def ideal_seconds(exchanges: list[Exchange], calls: int, per: float) -> float:
-    """The shortest time the budget allows: windows × per + one answer time per window.
-
-    A slot frees `per` after its answer, so each window costs `per` plus its
-    answer time: from its first send to its last answer (requests grouped in
-    send order, `calls` to a window), which includes the time the client and
-    the server need to handle a window's calls. What this leaves out is the
-    limiter's own slack between windows. (That a fresh window is sent as one
-    burst, not paced, is tested on its own.)
-    """
-    ordered = sorted(exchanges, key=lambda exchange: exchange.sent)
-    windows = [ordered[i : i + calls] for i in range(0, len(ordered), calls)]
-    answering = sum(
-        max(e.answered for e in window) - min(e.sent for e in window) for window in windows
-    )
-    return (len(windows) - 1) * per + answering
-
-
-def budget_share(exchanges: list[Exchange], calls: int, per: float) -> float:
-    """The share of the budget used: calls made / calls the budget admits in the same time.
-
-    With slots freeing `per` after their answers, the budget admits `calls`
-    every `per` + one answer time (the median measured); over the elapsed time
-    plus the last window's `per`, that is calls × (elapsed + per) / (per + answer).
-    """
-    answer = statistics.median(e.answered - e.sent for e in exchanges)
-    admitted = calls * (elapsed_seconds(exchanges) + per) / (per + answer)
-    return len(exchanges) / admitted
-
-
-def elapsed_seconds(exchanges: list[Exchange]) -> float:
-    """From the first send to the last answer."""
-    return max(e.answered for e in exchanges) - min(e.sent for e in exchanges)

@@ -1,9 +1,14 @@
-"""Rate, RateLimits and the in-process LocalLimiter."""
+"""Rate, RateLimits and the in-process LocalLimiter.
+
+The LocalLimiter's window arithmetic runs in virtual time: a FakeClock that
+moves only when a test advances it. Real time only bounds how long a test
+waits to see a slot granted (PATIENCE) or refused (MOMENT), never a result.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
+from contextlib import AsyncExitStack
 
 import anyio
 import anyio.lowlevel
@@ -11,7 +16,18 @@ import pytest
 
 import nim_async as nim
 
+from ._timing import FakeClock
+
 pytestmark = pytest.mark.anyio
+
+# Real seconds a call that should get its slot may take to get it: generous, so
+# that a busy machine cannot fail a test; a correct limiter answers at once.
+PATIENCE = 10.0
+# Real seconds a call that should wait is watched while the fake clock stands
+# still; a wrong limiter would let it in at once.
+MOMENT = 0.05
+# Real seconds between a waiter's looks at the fake clock.
+POLL = 0.001
 
 
 def test_default_limits_are_the_documented_ones() -> None:
@@ -59,138 +75,272 @@ def test_a_rate_needs_positive_calls_and_period(calls: int, per: float) -> None:
         nim.Rate(calls, per)
 
 
-LIMITS = nim.ActionLimits((nim.Rate(5, 0.3),), block=0.4)
+def _limiter(clock: FakeClock) -> nim.LocalLimiter:
+    return nim.LocalLimiter(clock=clock, poll_interval=POLL)
+
+
+def _limits(*rates: nim.Rate, block: float = 0) -> nim.ActionLimits:
+    return nim.ActionLimits(rates, block=block)
+
+
+async def _take(limiter: nim.LocalLimiter, key: str, limits: nim.ActionLimits) -> None:
+    """One call that must get its slot now: started and answered at the same instant."""
+    with anyio.fail_after(PATIENCE):
+        async with limiter.slot(key, limits, hold=1):
+            pass
+
+
+async def _waits(limiter: nim.LocalLimiter, key: str, limits: nim.ActionLimits) -> bool:
+    """Whether a call asking now is kept waiting (it gives up after a real MOMENT)."""
+    with anyio.move_on_after(MOMENT):
+        async with limiter.slot(key, limits, hold=1):
+            return False
+    return True
+
+
+async def _within_patience(event: anyio.Event) -> None:
+    with anyio.fail_after(PATIENCE):
+        await event.wait()
+
+
+FIVE = _limits(nim.Rate(5, 32))
 
 
 async def test_a_fresh_window_admits_its_whole_budget_at_once() -> None:
-    """Five slots, five calls started together with no wait."""
-    limiter = nim.LocalLimiter()
-    started: list[float] = []
+    """Five slots: five calls in flight together while no time passes; the sixth waits."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    async with AsyncExitStack() as in_flight:
+        with anyio.fail_after(PATIENCE):
+            for _ in range(5):
+                await in_flight.enter_async_context(limiter.slot("app:fresh", FIVE, hold=1))
+        assert await _waits(limiter, "app:fresh", FIVE)
 
-    async def call() -> None:
-        async with limiter.slot("app:fresh", LIMITS, hold=1):
-            started.append(anyio.current_time())
 
-    begin = anyio.current_time()
-    async with anyio.create_task_group() as group:
+async def test_a_call_in_flight_holds_its_slot_however_long_it_takes() -> None:
+    """A slot is not freed by time passing while its call has no answer."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 32))
+    async with limiter.slot("app:slow", one, hold=1):
+        clock.advance(10_000)
+        assert await _waits(limiter, "app:slow", one)
+
+
+async def test_a_slot_frees_exactly_per_seconds_after_its_answer() -> None:
+    """Calls answered 8 s after their start free their slots 32 s after the answer."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    async with AsyncExitStack() as in_flight:
         for _ in range(5):
-            group.start_soon(call)
-    assert max(started) - begin < 0.05
+            await in_flight.enter_async_context(limiter.slot("app:held", FIVE, hold=1))
+        clock.advance(8)
+    clock.advance(31.5)
+    assert await _waits(limiter, "app:held", FIVE)
+    clock.advance(0.5)
+    for _ in range(5):
+        await _take(limiter, "app:held", FIVE)
+    assert await _waits(limiter, "app:held", FIVE)
 
 
-async def test_a_slot_is_held_until_per_seconds_after_the_answer() -> None:
-    """The sixth call starts only `per` after the first five answered, not after they started."""
-    limiter = nim.LocalLimiter()
-    answered: list[float] = []
-    started: list[float] = []
+async def test_a_failed_call_holds_its_slot_like_an_answered_one() -> None:
+    """The server may have counted a call that raised: its slot frees `per` after the failure."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 32))
+    with pytest.raises(OSError, match="reset"):
+        async with limiter.slot("app:failed", one, hold=1):
+            raise OSError("connection reset")
+    clock.advance(31.5)
+    assert await _waits(limiter, "app:failed", one)
+    clock.advance(0.5)
+    await _take(limiter, "app:failed", one)
 
-    async def call(latency: float) -> None:
-        async with limiter.slot("app:held", LIMITS, hold=1):
-            started.append(anyio.current_time())
-            await anyio.sleep(latency)
-        answered.append(anyio.current_time())
+
+async def test_a_waiter_is_let_in_when_the_clock_reaches_its_slot() -> None:
+    """A call that finds the window full waits, and goes as soon as a slot frees."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 32))
+    await _take(limiter, "app:wait", one)
+    freed_at = clock() + 32
+    admitted: list[float] = []
+    entered = anyio.Event()
+
+    async def wait_for_a_slot() -> None:
+        async with limiter.slot("app:wait", one, hold=1):
+            admitted.append(clock())
+            entered.set()
 
     async with anyio.create_task_group() as group:
-        for _ in range(5):
-            group.start_soon(call, 0.1)
-        await anyio.sleep(0.01)
-        group.start_soon(call, 0)
-    assert started[-1] >= min(answered) + 0.3 - 0.01
+        group.start_soon(wait_for_a_slot)
+        clock.advance(16)
+        await anyio.sleep(MOMENT)
+        assert admitted == []
+        clock.advance(16)
+        await _within_patience(entered)
+    assert admitted == [freed_at]
 
 
 async def test_waiters_are_served_first_come_first_served() -> None:
-    """Budget 1: the callers start in the order they asked."""
-    limiter = nim.LocalLimiter()
-    one = nim.ActionLimits((nim.Rate(1, 0.02),), block=0)
+    """Budget 1: eight callers start in the order they asked, one per window."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 1))
+    send, receive = anyio.create_memory_object_stream[int](8)
     order: list[int] = []
 
     async def call(number: int) -> None:
         async with limiter.slot("app:fifo", one, hold=1):
-            order.append(number)
+            send.send_nowait(number)
 
-    async with anyio.create_task_group() as group:
+    async with send, receive, anyio.create_task_group() as group:
         for number in range(8):
             group.start_soon(call, number)
             await anyio.lowlevel.checkpoint()
+        for _ in range(8):
+            with anyio.fail_after(PATIENCE):
+                order.append(await receive.receive())
+            await anyio.sleep(10 * POLL)
+            with pytest.raises(anyio.WouldBlock):  # one slot per window
+                receive.receive_nowait()
+            clock.advance(1)
     assert order == list(range(8))
 
 
 async def test_a_block_holds_every_waiter_until_it_ends() -> None:
     """After block(), no slot is handed out before the block time has passed."""
-    limiter = nim.LocalLimiter()
-    async with limiter.slot("app:block", LIMITS, hold=1):
-        pass
-    blocked_at = anyio.current_time()
-    await limiter.block("app:block", LIMITS, 0.2)
-    async with limiter.slot("app:block", LIMITS, hold=1):
-        assert anyio.current_time() - blocked_at >= 0.2
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    await _take(limiter, "app:block", FIVE)
+    await limiter.block("app:block", FIVE, 64)
+    clock.advance(63.5)
+    assert await _waits(limiter, "app:block", FIVE)
+    clock.advance(0.5)
+    await _take(limiter, "app:block", FIVE)
 
 
-async def test_clients_of_one_app_share_one_budget() -> None:
-    """Two LocalLimiter objects in one event loop draw from the same state."""
-    first, second = nim.LocalLimiter(), nim.LocalLimiter()
-    one = nim.ActionLimits((nim.Rate(1, 0.2),), block=0)
-    async with first.slot("app:shared", one, hold=1):
-        pass
-    begin = anyio.current_time()
-    async with second.slot("app:shared", one, hold=1):
-        assert anyio.current_time() - begin >= 0.19
+async def test_a_shorter_block_never_cuts_a_longer_one_short() -> None:
+    """A second 416 with a shorter block leaves the first block's end in place."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    await limiter.block("app:blocks", FIVE, 64)
+    await limiter.block("app:blocks", FIVE, 8)
+    clock.advance(32)
+    assert await _waits(limiter, "app:blocks", FIVE)
+    clock.advance(32)
+    await _take(limiter, "app:blocks", FIVE)
+
+
+async def test_other_rates_for_one_action_keep_their_own_budget_and_share_the_block() -> None:
+    """A client with a bigger plan is not capped by another's budget; a 416 holds both."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    small = _limits(nim.Rate(1, 512), block=8)
+    big = _limits(nim.Rate(100, 512), block=8)
+    await _take(limiter, "app:plans", small)
+    assert await _waits(limiter, "app:plans", small)
+    await _take(limiter, "app:plans", big)
+    await limiter.block("app:plans", small, 8)
+    assert await _waits(limiter, "app:plans", big)
+    clock.advance(8)
+    await _take(limiter, "app:plans", big)
+
+
+async def test_every_rate_is_checked_and_recorded_together() -> None:
+    """Broadcast's two rates: the long one stops calls the short one would admit."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    limits = _limits(nim.Rate(10, 0.5), nim.Rate(3, 64))
+    for _ in range(3):
+        await _take(limiter, "app:two", limits)
+    clock.advance(1)
+    assert await _waits(limiter, "app:two", limits)
+    clock.advance(63)
+    for _ in range(3):
+        await _take(limiter, "app:two", limits)
+    assert await _waits(limiter, "app:two", limits)
+
+
+async def test_separate_limiters_never_share_a_budget() -> None:
+    """Each LocalLimiter owns its budgets, even for the same key and rates."""
+    clock = FakeClock()
+    first, second = _limiter(clock), _limiter(clock)
+    one = _limits(nim.Rate(1, 32))
+    await _take(first, "app:own", one)
+    await _take(second, "app:own", one)
+    assert await _waits(first, "app:own", one)
+    assert await _waits(second, "app:own", one)
+    await first.block("app:own", one, 64)
+    clock.advance(32)
+    await _take(second, "app:own", one)
 
 
 def test_event_loops_one_after_another_share_the_budget() -> None:
     """A worker running each job in its own loop (asyncio.run per task) keeps one budget."""
-    two = nim.ActionLimits((nim.Rate(2, 0.3),), block=0)
-    limiter = nim.LocalLimiter()
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    two = _limits(nim.Rate(2, 32))
 
-    async def job() -> float:
-        started = time.monotonic()
+    async def job() -> None:
         for _ in range(2):
-            async with limiter.slot("app:loops", two, hold=1):
-                pass
-        return time.monotonic() - started
+            await _take(limiter, "app:loops", two)
 
-    assert anyio.run(job) < 0.1
-    assert anyio.run(job) >= 0.28
+    anyio.run(job)
+    assert anyio.run(_waits, limiter, "app:loops", two)
+    clock.advance(32)
+    anyio.run(job)
 
 
 def test_a_slot_released_on_another_thread_frees_a_waiter_here() -> None:
-    """Threads share the budget; a waiter that cannot be woken across loops polls."""
-    one = nim.ActionLimits((nim.Rate(1, 0.1),), block=0)
-    limiter = nim.LocalLimiter()
-    holding, release = threading.Event(), threading.Event()
+    """Threads share the budget; a waiter that no other loop can wake looks again by itself."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 32))
+    holding, release, released = threading.Event(), threading.Event(), threading.Event()
 
     async def hold_a_slot() -> None:
         async with limiter.slot("app:threads", one, hold=1):
             holding.set()
             await anyio.to_thread.run_sync(release.wait)
+        released.set()
 
     async def wait_for_it() -> float:
-        started = time.monotonic()
-        async with limiter.slot("app:threads", one, hold=1):
-            return time.monotonic() - started
+        admitted: list[float] = []
+        entered = anyio.Event()
+
+        async def call() -> None:
+            async with limiter.slot("app:threads", one, hold=1):
+                admitted.append(clock())
+                entered.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await anyio.sleep(MOMENT)
+            assert admitted == []  # in flight on the other thread
+            release.set()
+            assert await anyio.to_thread.run_sync(released.wait, PATIENCE)
+            await anyio.sleep(MOMENT)
+            assert admitted == []  # answered, but per has not passed
+            clock.advance(32)
+            await _within_patience(entered)
+        return admitted[0]
 
     thread = threading.Thread(target=anyio.run, args=(hold_a_slot,))
     thread.start()
-    assert holding.wait(5)
-    threading.Timer(0.2, release.set).start()
-    waited = anyio.run(wait_for_it)
-    thread.join(5)
-    assert 0.3 - 0.01 <= waited < 0.3 + 0.2
+    try:
+        assert holding.wait(PATIENCE)
+        released_at = clock()
+        assert anyio.run(wait_for_it) == released_at + 32
+    finally:
+        release.set()
+        thread.join(PATIENCE)
 
 
-async def test_other_rates_for_one_action_keep_their_own_budget_and_share_the_block() -> None:
-    """A client with a bigger plan is not capped by another's budget; a 416 holds both."""
-    small = nim.ActionLimits((nim.Rate(1, 5),), block=0.2)
-    big = nim.ActionLimits((nim.Rate(100, 5),), block=0.2)
-    limiter = nim.LocalLimiter()
-    async with limiter.slot("app:plans", small, hold=1):
-        pass
-    started = anyio.current_time()
-    async with limiter.slot("app:plans", big, hold=1):
-        assert anyio.current_time() - started < 0.05
-    await limiter.block("app:plans", small, 0.2)
-    async with limiter.slot("app:plans", big, hold=1):
-        assert anyio.current_time() - started >= 0.2
+def test_the_poll_interval_must_be_positive() -> None:
+    """A waiter that never looks again could wait for ever."""
+    with pytest.raises(ValueError, match="poll_interval"):
+        nim.LocalLimiter(poll_interval=0)
 
 
 def test_for_action_takes_the_short_name_too() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -16,35 +15,39 @@ import redis.asyncio as aioredis
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from ._timing import Exchange, TimingTransport, budget_share
-from .conftest import APP_KEY, APP_SECRET, free_port, make_client
+from ._support import APP_KEY, APP_SECRET, free_port, make_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
-LIMITS = nim.RateLimits.default().scaled(0.5)  # 100 calls per 0.5 s, block 5 s
+# Correctness only (zero 416, every call once): the share of the budget used is
+# measured by benchmarks/bench_limits.py at 0.5 s windows.
+SCALE = 0.25
+LIMITS = nim.RateLimits.default().scaled(SCALE)  # 100 calls per 0.25 s, block 2.5 s
 ATTACH = LIMITS.for_action("msg/sendAttachMsg")
 ROOT = Path(__file__).parent.parent
+# Redis's clock (TIME, the wall clock) against ours (monotonic): the rates agree,
+# the readings differ by well under this.
+CLOCKS = 0.005
 
 
 async def test_clients_with_separate_redis_limiters_share_one_budget(redis_url: str) -> None:
-    """Three clients, each with its own RedisLimiter and pool: 900 calls, zero 416, no idling."""
+    """Three clients, each with its own RedisLimiter and pool: 300 calls, zero 416, none twice."""
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=LIMITS)
-    timing = TimingTransport(emulator.transport())
     limiters = [nim.RedisLimiter(redis_url, prefix="share") for _ in range(3)]
     clients = [
-        make_client(timing, rate_limits=LIMITS, limiter=limiter, retry=nim.RetryPolicy())
+        make_client(emulator, rate_limits=LIMITS, limiter=limiter, retry=nim.RetryPolicy())
         for limiter in limiters
     ]
     async with anyio.create_task_group() as group:
-        for number in range(900):
+        for number in range(300):
             group.start_soon(clients[number % 3].send_attach_msg, "alice", f"user{number}", "x")
     for client, limiter in zip(clients, limiters, strict=True):
         await client.aclose()
         await limiter.aclose()
 
     assert emulator.rate_limited == 0
-    assert len(emulator.messages) == 900
-    assert budget_share(timing.exchanges, 100, 0.5) >= 0.9
+    assert [call.code for call in emulator.calls] == [200] * 300
+    assert sorted(m.to for m in emulator.messages) == sorted(f"user{n}" for n in range(300))
 
 
 async def test_a_block_recorded_by_one_limiter_holds_every_other(redis_url: str) -> None:
@@ -52,10 +55,10 @@ async def test_a_block_recorded_by_one_limiter_holds_every_other(redis_url: str)
     first = nim.RedisLimiter(redis_url, prefix="block")
     own_client = aioredis.Redis.from_url(redis_url)
     second = nim.RedisLimiter(own_client, prefix="block")
-    await first.block("app:msg/sendMsg", ATTACH, 0.3)
     started = time.monotonic()
+    await first.block("app:msg/sendMsg", ATTACH, 0.3)
     async with second.slot("app:msg/sendMsg", ATTACH, hold=1):
-        assert time.monotonic() - started >= 0.28
+        assert time.monotonic() - started >= 0.3 - CLOCKS
     await first.aclose()
     await second.aclose()
     assert await own_client.ping()  # a client passed in is not closed by the limiter
@@ -68,10 +71,9 @@ async def test_a_slot_frees_per_seconds_after_its_answer(redis_url: str) -> None
     two = nim.ActionLimits((nim.Rate(2, 0.3),), block=0)
     for _ in range(2):
         async with limiter.slot("app:x", two, hold=5):
-            pass
-    answered = time.monotonic()
+            answered = time.monotonic()  # before the release that sets the slot's end
     async with limiter.slot("app:x", two, hold=5):
-        assert time.monotonic() - answered >= 0.28
+        assert time.monotonic() - answered >= 0.3 - CLOCKS
     await limiter.aclose()
 
 
@@ -82,7 +84,7 @@ async def test_every_window_is_checked_and_recorded_together(redis_url: str) -> 
     for _ in range(3):
         async with limiter.slot("app:msg/broadcastMsg", limits, hold=1):
             pass
-    with anyio.move_on_after(0.3) as scope:
+    with anyio.move_on_after(0.1) as scope:
         async with limiter.slot("app:msg/broadcastMsg", limits, hold=1):
             pass
     assert scope.cancelled_caught
@@ -94,11 +96,12 @@ async def test_a_crashed_holder_frees_its_slot_after_hold_plus_per(redis_url: st
     limiter = nim.RedisLimiter(redis_url, prefix="crash")
     one = nim.ActionLimits((nim.Rate(1, 0.1),), block=0)
     slot = limiter.slot("app:y", one, hold=0.2)
-    await slot.__aenter__()  # entered and never left, as a killed process would
     started = time.monotonic()
+    await slot.__aenter__()  # entered and never left, as a killed process would
     async with limiter.slot("app:y", one, hold=0.2):
         waited = time.monotonic() - started
-    assert 0.25 <= waited < 1.0
+    # Not before start + hold + per; long before the key's own expiry (1.3 s).
+    assert 0.3 - CLOCKS <= waited < 1.0
     await limiter.aclose()
 
 
@@ -120,8 +123,9 @@ async def test_keys_expire_on_their_own(redis_url: str) -> None:
 async def test_slot_ends_keep_every_microsecond(redis_url: str) -> None:
     """Milliseconds would free a slot up to 1 ms early: more than a fast call's margin."""
     limiter = nim.RedisLimiter(redis_url, prefix="us")
+    half_second = nim.ActionLimits((nim.Rate(100, 0.5),), block=5)
     for _ in range(6):
-        async with limiter.slot("app:w", ATTACH, hold=1):
+        async with limiter.slot("app:w", half_second, hold=1):
             await anyio.sleep(0.001)
     redis = aioredis.Redis.from_url(redis_url)
     ends = [
@@ -158,42 +162,41 @@ def test_the_repr_names_the_prefix_only(redis_url: str) -> None:
 def test_three_processes_share_the_budget_with_zero_416(redis_url: str) -> None:
     """Three worker processes, one emulator on a loopback port, one Redis budget.
 
-    Zero 416, and together they use at least 90% of what the windows allow.
+    Each sends 100 calls at once, all three together: zero 416, every call once.
     """
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=LIMITS)
     with emulator.serve() as base_url:
-        start_at = time.time() + 3.0
+        command = [sys.executable, "-m", "tests._worker", base_url, redis_url, "100", str(SCALE)]
         workers = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests._worker",
-                    base_url,
-                    redis_url,
-                    "200",
-                    str(start_at),
-                    f"w{worker}",
-                ],
+                [*command, f"w{worker}"],
                 cwd=ROOT,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for worker in range(3)
         ]
-        outputs = [worker.communicate(timeout=60)[0] for worker in workers]
+        try:
+            for worker in workers:
+                assert worker.stdout is not None
+                assert worker.stdout.readline() == "ready\n"
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+            outputs = [worker.communicate(timeout=60)[0] for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
     assert [worker.returncode for worker in workers] == [0, 0, 0]
-    exchanges = [
-        Exchange("msg/sendAttachMsg", sent, answered, code)
-        for output in outputs
-        for sent, answered, code in json.loads(output)
-    ]
-    assert len(exchanges) == 600
+    assert [int(output) for output in outputs] == [100, 100, 100]
     assert emulator.rate_limited == 0
-    assert {call.code for call in emulator.calls} == {200}
-    share = budget_share(exchanges, 100, 0.5)
-    print(f"three processes: {share:.1%} of the budget used")
-    assert share >= 0.9
+    assert [call.code for call in emulator.calls] == [200] * 300
+    expected = sorted(f"w{worker}-{number}" for worker in range(3) for number in range(100))
+    assert sorted(m.to for m in emulator.messages) == expected
 
 
 async def test_a_hung_redis_fails_within_the_timeout() -> None:
@@ -207,4 +210,4 @@ async def test_a_hung_redis_fails_within_the_timeout() -> None:
         with pytest.raises(nim.LimiterUnavailable):
             async with limiter.slot("app:hung", ATTACH, hold=1):
                 pass
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3

@@ -189,3 +189,23 @@ def test_every_keyword_of_every_endpoint_has_its_place_in_the_spec(method: str) 
     assert len(mapped) == len(set(mapped))
     extra = {spec.recipients} | JOB_KEYWORDS if spec.recipients else set()
     assert keywords == set(mapped) | extra
+
+
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [
+        (lambda: nim.Rate(0, 1), "calls"),
+        (lambda: nim.Rate(10, float("nan")), "per"),
+        (lambda: nim.Rate(10, "1"), "per"),
+        (lambda: nim.ActionLimits((nim.Rate(1, 1),), block=-1), "block"),
+        (lambda: nim.RateLimits.default().scaled(0), "factor"),
+        (lambda: nim.RetryPolicy(max_attempts=0), "max_attempts"),
+        (lambda: nim.RetryPolicy(backoff_base=-0.1), "backoff_base"),
+        (lambda: nim.RetryPolicy(jitter="no"), "jitter"),
+        (lambda: nim.LocalLimiter(poll_interval=0), "poll_interval"),
+    ],
+)
+def test_every_settings_object_refuses_with_configuration_error(build: Any, setting: str) -> None:
+    """Rates, retry policies and limiters refuse bad values the same way the client does."""
+    with pytest.raises(nim.ConfigurationError, match=setting):
+        build()
