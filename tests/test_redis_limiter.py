@@ -100,8 +100,8 @@ async def test_a_crashed_holder_frees_its_slot_after_hold_plus_per(redis_url: st
     await slot.__aenter__()  # entered and never left, as a killed process would
     async with limiter.slot("app:y", one, hold=0.2):
         waited = time.monotonic() - started
-    # Not before start + hold + per; long before the key's own expiry (1.3 s).
-    assert 0.3 - CLOCKS <= waited < 1.0
+    # Not before start + hold + per; before the key's own expiry (1.3 s) would free it.
+    assert 0.3 - CLOCKS <= waited < 1.25
     await limiter.aclose()
 
 
