@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -238,14 +239,32 @@ def string_list(name: str) -> Encoder:
     return encode
 
 
+def _finite_number(value: object) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value)  # type: ignore[arg-type]
+
+
+# A body field's annotation → what it accepts, in words, and the check.
+_BODY_FIELD_KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "str": ("a str", lambda value: isinstance(value, str)),
+    "str | None": ("a str or None", lambda value: value is None or isinstance(value, str)),
+    "int": ("an int", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    "float": ("a finite number", _finite_number),
+    "Any": ("a JSON-able value", lambda value: True),
+}
+
+
 def message_body(value: object) -> Form:
     """A message body: its class gives ``type``, its JSON the ``body`` field."""
     if not isinstance(value, Body):
-        raise _refuse(
-            "body",
-            "a message body: Text, Image, Voice, Video, Location, File, Tip or Custom",
-            value,
-        )
+        kinds = "Text, Image, Voice, Video, Location, File, Tip or Custom"
+        raise _refuse("body", f"a message body: {kinds}", value)
+    for field in attrs.fields(type(value)):
+        accepts, fits = _BODY_FIELD_KINDS[str(field.type)]
+        given = getattr(value, field.name)
+        if not fits(given):
+            where = f"{type(value).__name__}.{field.name}"
+            raise _refuse("body", f"a body whose {where} is {accepts}", given)
     accepts = "a message body whose fields are JSON-able"
     return {"type": str(value.type), "body": _json_or_refuse("body", accepts, value.to_json())}
 
@@ -255,6 +274,9 @@ def message_option(value: object) -> Form:
     if not isinstance(value, MessageOption):
         raise _refuse("option", "a MessageOption", value)
     keys = value.to_json()
+    for key, flag in keys.items():
+        if not isinstance(flag, bool):
+            raise _refuse("option", f"a MessageOption whose {key} is True, False or None", flag)
     return {"option": json_text(keys)} if keys else {}
 
 

@@ -117,3 +117,35 @@ async def test_a_lone_surrogate_among_listed_recipients_is_refused_whole(
     with pytest.raises(nim.InvalidRequest, match="toAccids"):
         await client.send_batch_attach_msg("alice", ["bob", "car\udc00l"], "x")
     assert emulator.calls == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (nim.Text(123), "Text.msg"),  # type: ignore[arg-type]
+        (nim.Tip(None), "Tip.msg"),  # type: ignore[arg-type]
+        (nim.Image("u", "m", "jpg", "640", 480, 1), "Image.w"),  # type: ignore[arg-type]
+        (nim.Image("u", "m", "jpg", 640, 480, 1, name=5), "Image.name"),  # type: ignore[arg-type]
+        (nim.Voice("u", "m", True, 1), "Voice.dur"),
+        (nim.Location("t", float("nan"), 1.0), "Location.lng"),
+        (nim.Location("t", 1.0, "30.1"), "Location.lat"),  # type: ignore[arg-type]
+        (nim.File("u", "m", b"name", "ttf", 1), "File.name"),  # type: ignore[arg-type]
+    ],
+)
+async def test_a_body_with_a_field_of_the_wrong_type_is_refused(
+    client: nim.NimClient, emulator: NimEmulator, body: nim.Body, field: str
+) -> None:
+    """The body's class declares each field's type; a wrong one names the field."""
+    with pytest.raises(nim.InvalidRequest, match=field.replace(".", r"\.")) as caught:
+        await client.send_msg("alice", "bob", body)
+    assert caught.value.parameter == "body"
+    assert emulator.calls == []
+
+
+async def test_a_message_option_with_a_non_bool_flag_is_refused(
+    client: nim.NimClient, emulator: NimEmulator
+) -> None:
+    """MessageOption(roam="no") would otherwise go out as a JSON string."""
+    with pytest.raises(nim.InvalidRequest, match="roam"):
+        await client.send_msg("alice", "bob", nim.Text("hi"), option=nim.MessageOption(roam="no"))  # type: ignore[arg-type]
+    assert emulator.calls == []
