@@ -18,7 +18,7 @@ import anyio.abc
 
 from ._config import refuse
 from ._endpoints import Answer, Endpoint
-from ._errors import ChunkCancelled, NimError, ServerError
+from ._errors import ChunkCancelled, MalformedAnswer, NimError
 from ._fields import Form
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
@@ -60,15 +60,33 @@ def parse_unregister(value: object) -> list[str]:
     return [str(accid) for accid in value]
 
 
+def _contradiction(chunk: list[str], unregister: list[str], msgids: dict[str, int]) -> str | None:
+    named = set(chunk)
+    strangers = [accid for accid in (*unregister, *msgids) if accid not in named]
+    if strangers:
+        return f"the answer names accids the call did not carry: {strangers[:5]}"
+    if len(set(unregister)) < len(unregister) or set(unregister) & set(msgids):
+        return "the answer names an accid twice"
+    return None
+
+
 def _read_answer(chunk: list[str], answer: Answer, action: str) -> ChunkOutcome:
-    """Read one chunk's answer now, so that a malformed one fails only its own chunk."""
+    """Read one chunk's answer now, so that a malformed one fails only its own chunk.
+
+    An answer that contradicts its request (accids it did not carry) cannot be
+    trusted to say who was reached: the chunk fails, as may-have-been-sent.
+    """
     try:
         msgids = {str(accid): int(msgid) for accid, msgid in (answer.get("msgids") or {}).items()}
-        return SentChunk(len(chunk), parse_unregister(answer.get("unregister")), msgids)
-    except (TypeError, ValueError, AttributeError) as exc:
+        unregister = parse_unregister(answer.get("unregister"))
+    except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         # The server took the call and answered 200: the chunk may have gone out.
-        error = ServerError(200, f"malformed batch answer: {exc}", action)
+        error = MalformedAnswer(200, f"malformed batch answer: {exc}", action)
         return FailedChunk(tuple(chunk), error)
+    problem = _contradiction(chunk, unregister, msgids)
+    if problem is not None:
+        return FailedChunk(tuple(chunk), MalformedAnswer(200, problem, action))
+    return SentChunk(len(chunk), unregister, msgids)
 
 
 class ChunkRunner:

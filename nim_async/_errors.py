@@ -13,7 +13,8 @@ The tree::
     │   ├── RateLimited          416
     │   ├── DuplicateRequest     431
     │   ├── RecallExpired        508
-    │   └── ServerError          500, 503, 514, and HTTP 5xx with a non-JSON body
+    │   └── ServerError          500, 503, 514, and any HTTP 5xx answer
+    │       └── MalformedAnswer  an answer that cannot be read, or contradicts its request
     ├── NimConnectionError                     the exchange itself failed
     │   ├── NimTimeout
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
@@ -38,6 +39,7 @@ __all__ = [
     "DuplicateRequest",
     "InvalidRequest",
     "LimiterUnavailable",
+    "MalformedAnswer",
     "NimAPIError",
     "NimConnectionError",
     "NimError",
@@ -85,6 +87,15 @@ class InvalidRequest(NimError, ValueError):
         return type(self), (self.parameter, self.limit, self.actual)
 
 
+# facts, "Status codes": answers that refuse the call before anything is done.
+# Anything else (500, 503, 408 timeout, 417/431 duplicates of an earlier call
+# that may have been carried out, a code nobody documents) may follow an action.
+REFUSAL_CODES = frozenset(
+    {201, 301, 302, 315, 403, 404, 405, 406, 414, 416, 419, 422, 423, 508, 509}
+    | {801, 802, 803, 804, 805, 811, 812, 7101}
+)
+
+
 class NimAPIError(NimError):
     """Raised when the server answers a code other than 200.
 
@@ -99,6 +110,15 @@ class NimAPIError(NimError):
         self.desc = desc
         self.action = action
         super().__init__(f"{action}: code {code}: {desc}" if desc else f"{action}: code {code}")
+
+    @property
+    def may_have_been_carried_out(self) -> bool:
+        """False only for codes documented as refusing the call before acting (403, 414, ...).
+
+        An HTTP 5xx, a timeout code, a duplicate code or an unknown code may
+        follow a call the server carried out: resending it may deliver twice.
+        """
+        return self.code not in REFUSAL_CODES
 
     def __reduce__(self) -> tuple[type[NimAPIError], tuple[int, str, str]]:
         return type(self), (self.code, self.desc, self.action)
@@ -141,6 +161,19 @@ class ServerError(NimAPIError):
 
     def __reduce__(self) -> tuple[type[ServerError], tuple[int, str, str, int]]:  # type: ignore[override]
         return type(self), (self.code, self.desc, self.action, self.status)
+
+    @property
+    def may_have_been_carried_out(self) -> bool:
+        """Always True: the server may have acted before failing."""
+        return True
+
+
+class MalformedAnswer(ServerError):
+    """Raised when an answer cannot be read (broken encoding, not JSON, too large, a
+    code that is not a number) or contradicts its request; the call may have been carried out.
+
+    ``code`` is the HTTP status of the answer.
+    """
 
 
 class NimConnectionError(NimError):

@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TypeVar
-from urllib.parse import urlencode
 
 import anyio
 import httpx
 
 from ._endpoints import Answer, Endpoint
-from ._errors import (
-    InvalidRequest,
-    NimAPIError,
-    NimConnectionError,
-    NimError,
-    NimTimeout,
-    RateLimited,
-    ServerError,
-    error_for_code,
-)
+from ._errors import InvalidRequest, MalformedAnswer, NimAPIError, NimError, RateLimited
 from ._fields import Form, json_text
+from ._http import exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._retry import RetryPolicy
 from ._uploads import Upload
@@ -38,49 +29,6 @@ __all__ = ["Pipeline"]
 logger = logging.getLogger("nim_async")
 
 T = TypeVar("T")
-
-_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
-
-
-@contextmanager
-def _map_transport_errors(action: str) -> Iterator[None]:
-    """Turn httpx's transport errors into ``NimConnectionError``, saying truthfully
-    whether the request may have reached the server."""
-    try:
-        yield
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        # Nothing was written to any socket: the request never left.
-        raise NimTimeout(repr(exc), action=action, may_have_reached_server=False) from exc
-    except httpx.TimeoutException as exc:
-        raise NimTimeout(repr(exc), action=action, may_have_reached_server=True) from exc
-    except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-        raise NimConnectionError(repr(exc), action=action, may_have_reached_server=False) from exc
-    except httpx.TransportError as exc:
-        # Read/write errors, a peer that hung up mid-answer, proxies: the
-        # request may have been received and carried out.
-        raise NimConnectionError(repr(exc), action=action, may_have_reached_server=True) from exc
-
-
-def _decode(response: httpx.Response, action: str) -> Answer:
-    """Read a NIM answer: its JSON ``code`` decides, the HTTP status only when there is no JSON."""
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or not isinstance(answer.get("code"), int):
-        # A gateway in front of NIM (facts: "HTTP 502/503/504 with an HTML body").
-        desc = f"HTTP {response.status_code} without a NIM answer: {response.text[:200]!r}"
-        if response.status_code >= 500 or response.status_code == 200:
-            raise ServerError(response.status_code, desc, action, status=response.status_code)
-        # Not NIM's own code: a 404 page here means a wrong base_url, not "object not found".
-        raise NimAPIError(response.status_code, desc, action)
-    code: int = answer["code"]
-    if code == 200:
-        return answer
-    error = error_for_code(code, str(answer.get("desc", "")), action)
-    if isinstance(error, ServerError):
-        error.status = response.status_code
-    raise error
 
 
 class Pipeline:
@@ -222,11 +170,12 @@ class Pipeline:
     def _decode(endpoint: Endpoint[T], answer: Answer) -> T:
         try:
             return endpoint.decode(answer)
-        except (KeyError, TypeError, ValueError) as exc:
-            # Code 200 but not the documented shape: the call was carried out,
-            # so this is ambiguous, never a bare KeyError that invites a resend.
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            # Code 200 but not the documented shape ({"msgid": 1e400} included):
+            # the call was carried out, so this is ambiguous, never a bare
+            # KeyError that invites a resend.
             desc = f"code 200 with a malformed answer ({type(exc).__name__}: {exc})"
-            raise ServerError(200, desc, endpoint.action) from exc
+            raise MalformedAnswer(200, desc, endpoint.action) from exc
 
     async def _attempt(
         self,
@@ -244,9 +193,7 @@ class Pipeline:
                 sent_at = time.perf_counter()
                 if on_send is not None:
                     on_send()
-                with _map_transport_errors(action):
-                    response = await self._post(action, fields, upload)
-            answer = _decode(response, action)
+                answer = await exchange(self._http, action, fields, upload, deadline=self.hold)
             outcome = 200
             return answer
         except RateLimited:
@@ -271,21 +218,6 @@ class Pipeline:
                 outcome,
                 (ended - started) * 1000,
                 ((sent_at or ended) - started) * 1000,
-            )
-
-    async def _post(
-        self, action: str, fields: Mapping[str, str], upload: Upload | None
-    ) -> httpx.Response:
-        url = f"{action}.action"
-        if upload is None:
-            return await self._http.post(
-                url,
-                content=urlencode(fields).encode(),
-                headers={"Content-Type": _FORM_CONTENT_TYPE},
-            )
-        with upload.open() as stream:
-            return await self._http.post(
-                url, data=dict(fields), files={"content": (upload.filename, stream)}
             )
 
     async def _record_block(self, action: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._errors import BatchFailed, ConfigurationError, NimConnectionError, NimError, ServerError
+from ._errors import BatchFailed, ConfigurationError, NimAPIError, NimConnectionError, NimError
 
 __all__ = ["BatchJob", "BatchResult", "ChunkOutcome", "FailedChunk", "Progress", "SentChunk"]
 
@@ -35,7 +35,10 @@ class FailedChunk:
         """
         if isinstance(self.error, NimConnectionError):
             return self.error.may_have_reached_server
-        return isinstance(self.error, ServerError)
+        if isinstance(self.error, NimAPIError):
+            return self.error.may_have_been_carried_out
+        # Refused by this client (InvalidRequest) or its limiter: never sent.
+        return False
 
 
 @attrs.frozen

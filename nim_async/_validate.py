@@ -262,6 +262,8 @@ _RULES_BY_ACTION = _rules_by_action()
 def _check_utf8(parameter: str, value: str) -> None:
     # The form goes out as UTF-8: a lone surrogate (half an emoji) would fail
     # while encoding, after the rate-limit slot was taken.
+    if value.isascii():
+        return  # no copy of a 20 MB base64 upload just to look at it
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
