@@ -3,11 +3,15 @@
 Credentials come from ``NIM_APP_KEY`` and ``NIM_APP_SECRET`` (never from the
 command line, where they would show in ``ps`` and shell history), the base
 URL from ``NIM_BASE_URL``.
+
+Every failure is one line on stderr, never a traceback, and the exit status
+says whose it is (see ``_EXIT_STATUS``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -15,12 +19,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import anyio
 
 from ._client import CHINA_URL, NimClient
-from ._errors import NimError
+from ._errors import ConfigurationError, NimError
 from ._limits import RateLimits
 from ._models import Text
 from ._results import BatchResult, Progress
@@ -30,12 +34,56 @@ __all__ = ["main"]
 _DEMO_KEY = "demo-app-key"
 _DEMO_SECRET = "demo-app-secret"
 
+# Exit statuses (issue 9): 1 is the server's or the network's answer, 2 is the
+# user's own input (arguments, settings, credentials, files), as argparse's 2.
+_FAILED = 1
+_USAGE = 2
+_INTERRUPTED = 130
+_EXIT_STATUS = """\
+exit status:
+  0    done; for batch, every recipient accepted or reported unregistered
+  1    the server or the network refused; for batch, any chunk failed
+  2    a bad argument, setting or credential, or a file that cannot be used
+  130  interrupted"""
+
+
+class _Exit(Exception):
+    """End the command with ``message`` on stderr and exit ``status``.
+
+    Raised inside the running job and turned into ``SystemExit`` by ``main``,
+    outside the event loop.
+    """
+
+    def __init__(self, message: str, status: int = _USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _lone(error: Exception) -> Exception:
+    """The one error inside (nested) exception groups, else ``error`` itself.
+
+    A failing input iterator reaches us wrapped by the bulk send's task group.
+    Duck-typed: Python 3.10 has no built-in ``ExceptionGroup`` (anyio uses the backport).
+    """
+    while True:
+        inner: Sequence[object] = getattr(error, "exceptions", ())
+        if len(inner) != 1 or not isinstance(inner[0], Exception):
+            return error
+        error = inner[0]
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    """Print ``message`` as one line on stderr and exit with ``status``."""
+    line = " ".join(message.split())
+    print(f"nim-async: {line}", file=sys.stderr)
+    raise SystemExit(status)
+
 
 def _credentials() -> tuple[str, str]:
     try:
         return os.environ["NIM_APP_KEY"], os.environ["NIM_APP_SECRET"]
     except KeyError as missing:
-        raise SystemExit(f"nim-async: set {missing.args[0]} in the environment") from None
+        raise _Exit(f"set {missing.args[0]} in the environment") from None
 
 
 def _client() -> NimClient:
@@ -89,6 +137,7 @@ async def _recall(args: argparse.Namespace) -> None:
 
 async def _upload(args: argparse.Namespace) -> None:
     path = Path(args.file)
+    _open_binary(path)
     async with _client() as client:
         url = await client.file_upload(
             path,
@@ -100,13 +149,47 @@ async def _upload(args: argparse.Namespace) -> None:
     print(json.dumps({"url": url}))
 
 
-def _accids(source: str) -> Iterator[str]:
-    """Read accids one per line, lazily, from a file or stdin ("-"); blank lines skipped."""
-    stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
-    with stream:
+def _open_text(source: str) -> contextlib.AbstractContextManager[TextIO]:
+    """Open ``source`` for reading ("-" is stdin, left open), before anything is sent.
+
+    Raises:
+        _Exit: It cannot be opened (status 2).
+    """
+    if source == "-":
+        return contextlib.nullcontext(sys.stdin)
+    try:
+        return open(source, encoding="utf-8")
+    except OSError as error:
+        raise _Exit(f"cannot read {source}: {error.strerror or error}") from None
+
+
+def _open_binary(path: Path) -> None:
+    """Check that ``path`` can be read, before the client is opened.
+
+    Raises:
+        _Exit: It cannot be opened (status 2).
+    """
+    try:
+        path.open("rb").close()
+    except OSError as error:
+        raise _Exit(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _accids(stream: TextIO, source: str) -> Iterator[str]:
+    """Read accids one per line, lazily, from an open file; blank lines skipped.
+
+    The caller opens the file before the job starts (``_open_text``), so that a
+    missing file stops the command before anything is sent.
+
+    Raises:
+        _Exit: The file is not UTF-8 text (status 2).
+    """
+    try:
         for line in stream:
             if accid := line.strip():
                 yield accid
+    except UnicodeDecodeError:
+        raise _Exit(f"cannot read {source}: not UTF-8 text") from None
 
 
 class _ProgressBar:
@@ -136,10 +219,8 @@ class _ProgressBar:
 
 
 def _report(result: BatchResult, failed_to: str | None) -> None:
+    """Print the summary line, write ``failed_to``, and exit 1 if any chunk failed."""
     unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
-    if failed_to is not None:
-        with open(failed_to, "w", encoding="utf-8") as out:
-            out.writelines(f"{accid}\n" for accid in unsent)
     summary = {
         "accepted": result.accepted,
         "unregistered": len(result.unregister),
@@ -148,20 +229,36 @@ def _report(result: BatchResult, failed_to: str | None) -> None:
         "maybe_sent": result.failed_count - len(unsent),
         "calls": result.calls,
     }
-    print(json.dumps(summary))
+    # The summary first: a --failed-to that cannot be written must not hide
+    # what a long job did.
+    print(json.dumps(summary), flush=True)
+    if failed_to is not None:
+        try:
+            with open(failed_to, "w", encoding="utf-8") as out:
+                out.writelines(f"{accid}\n" for accid in unsent)
+        except OSError as error:
+            raise _Exit(f"cannot write {failed_to}: {error.strerror or error}") from None
+    if result.failed:
+        first = result.failed[0].error
+        raise _Exit(
+            f"{len(result.failed)} chunks failed ({result.failed_count} recipients); "
+            f"first error: {type(first).__name__}: {first}",
+            _FAILED,
+        )
 
 
 async def _batch(args: argparse.Namespace) -> None:
     bar = _ProgressBar()
     async with _client() as client:
-        if args.attach:
-            result = await client.send_batch_attach_msg(
-                args.sender, _accids(args.to), args.content, on_progress=bar
-            )
-        else:
-            result = await client.send_batch_msg(
-                args.sender, _accids(args.to), Text(args.content), on_progress=bar
-            )
+        with _open_text(args.to) as stream:
+            if args.attach:
+                result = await client.send_batch_attach_msg(
+                    args.sender, _accids(stream, args.to), args.content, on_progress=bar
+                )
+            else:
+                result = await client.send_batch_msg(
+                    args.sender, _accids(stream, args.to), Text(args.content), on_progress=bar
+                )
     bar.close()
     _report(result, args.failed_to)
 
@@ -242,7 +339,12 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nim-async", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="nim-async",
+        description=__doc__.splitlines()[0],
+        epilog=_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", help="send a text message (msg/sendMsg)")
@@ -298,7 +400,11 @@ def _parser() -> argparse.ArgumentParser:
     upload.set_defaults(run=_upload)
 
     batch = commands.add_parser(
-        "batch", help="send a text (or, with --attach, a notification) to many accids"
+        "batch",
+        help="send a text (or, with --attach, a notification) to many accids",
+        description="Send to many accids; prints a JSON summary, exits 1 if any chunk failed.",
+        epilog=_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     batch.add_argument("sender")
     batch.add_argument("content", help="the text, or the notification with --attach")
@@ -323,8 +429,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]] = args.run
     try:
         anyio.run(run, args)
-    except NimError as error:
-        print(f"nim-async: {type(error).__name__}: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(_INTERRUPTED) from None
+    except Exception as raised:
+        error = _lone(raised)
+        if isinstance(error, _Exit):
+            _fail(str(error), error.status)
+        if isinstance(error, ConfigurationError):
+            _fail(f"{type(error).__name__}: {error}", _USAGE)
+        if isinstance(error, NimError):
+            _fail(f"{type(error).__name__}: {error}", _FAILED)
+        raise

@@ -1,9 +1,15 @@
-"""The nim-async command: send, attach, demo, and the emulator on a port."""
+"""The nim-async command: send, attach, demo, and the emulator on a port.
+
+Exit statuses: 0 done, 1 the server or the network refused (batch: any chunk
+failed), 2 the user's own input (argument, setting, credential, file); every
+failure is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +32,26 @@ def served_env(emulator: NimEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
         monkeypatch.setenv("NIM_BASE_URL", base_url)
         yield
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """Return (stdout, the stderr line), asserting stderr is one line and no traceback."""
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert err.endswith("\n")
+    assert err.count("\n") == 1, err
+    assert err.startswith("nim-async: ")
+    return out, err.rstrip("\n")
+
+
+def _write_accids(path: Path, count: int) -> str:
+    path.write_text("".join(f"user{n}\n" for n in range(count)))
+    return str(path)
+
+
+_BATCH_FAILED = re.compile(
+    r"nim-async: (\d+) chunks failed \((\d+) recipients\); first error: (\w+): (.+)"
+)
 
 
 @pytest.mark.usefixtures("served_env")
@@ -57,14 +83,62 @@ def test_a_nim_error_exits_1_with_its_message(
     with pytest.raises(SystemExit) as exited:
         main(["send", "alice", "bob", "hello"])
     assert exited.value.code == 1
-    assert "PermissionDenied" in capsys.readouterr().err
+    _, line = _one_error_line(capsys)
+    assert line == "nim-async: PermissionDenied: msg/sendMsg: code 403: no permission"
 
 
-def test_missing_credentials_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without NIM_APP_KEY the command says which variable to set."""
+def test_missing_credentials_exit_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without NIM_APP_KEY the command says which variable to set, and exits 2."""
     monkeypatch.delenv("NIM_APP_KEY", raising=False)
-    with pytest.raises(SystemExit, match="NIM_APP_KEY"):
+    monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
+    with pytest.raises(SystemExit) as exited:
         main(["send", "alice", "bob", "hello"])
+    assert exited.value.code == 2
+    assert _one_error_line(capsys)[1] == "nim-async: set NIM_APP_KEY in the environment"
+
+
+def test_a_bad_base_url_is_a_configuration_error_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ConfigurationError is the user's setting: one line, exit 2."""
+    monkeypatch.setenv("NIM_APP_KEY", APP_KEY)
+    monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("NIM_BASE_URL", "ftp://x")
+    with pytest.raises(SystemExit) as exited:
+        main(["send", "alice", "bob", "hello"])
+    assert exited.value.code == 2
+    assert _one_error_line(capsys)[1].startswith("nim-async: ConfigurationError: base_url")
+
+
+@pytest.mark.usefixtures("served_env")
+def test_a_bad_argument_exits_2_before_anything_is_sent(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse's usage error: usage and one error line on stderr, exit 2, no call."""
+    with pytest.raises(SystemExit) as exited:
+        main(["broadcast", "hi", "--ttl-hours", "twelve"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].endswith("argument --ttl-hours: invalid int value: 'twelve'")
+    assert emulator.calls == []
+
+
+def test_help_lists_every_command_and_the_exit_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--help` names every command and what each exit status means."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("send", "attach", "emulator", "broadcast", "recall", "upload", "batch"):
+        assert command in out
+    assert "demo" in out
+    for status in ("0 ", "1 ", "2 ", "130 "):
+        assert f"\n  {status}" in out
 
 
 def test_demo_reports_no_block_and_everybody_notified_once(
@@ -88,7 +162,8 @@ def test_batch_reads_accids_from_a_file_and_writes_the_unsent(
     accids.write_text("".join(f"user{n}\n" for n in range(1200)) + "\n")
     failed_to = tmp_path / "unsent.txt"
     emulator.fail_next("msg/sendBatchMsg", 414)
-    main(["batch", "alice", "hello", "--to", str(accids), "--failed-to", str(failed_to)])
+    with pytest.raises(SystemExit):
+        main(["batch", "alice", "hello", "--to", str(accids), "--failed-to", str(failed_to)])
     summary = json.loads(capsys.readouterr().out)
     assert summary == {
         "accepted": 700,
@@ -204,3 +279,150 @@ def test_broadcast_recall_and_upload_commands(
     assert url.startswith("http")
     (upload,) = emulator.uploads.values()
     assert (upload.content, upload.tag) == (b"\x89PNG fake", "logo")
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_all_accepted_exits_0(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Every chunk accepted: the summary on stdout, nothing on stderr, status 0."""
+    main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1200)])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["accepted"] == 1200
+    assert err == ""
+
+
+def test_batch_with_unregistered_recipients_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Recipients the server does not know are an answer, not a failure: status 0."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET, accounts=["alice", "user0"])
+    with emulator.serve() as base_url:
+        monkeypatch.setenv("NIM_APP_KEY", APP_KEY)
+        monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
+        monkeypatch.setenv("NIM_BASE_URL", base_url)
+        main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 3)])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {
+        "accepted": 1,
+        "unregistered": 2,
+        "failed_chunks": 0,
+        "surely_unsent": 0,
+        "maybe_sent": 0,
+        "calls": 1,
+    }
+    assert err == ""
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_with_a_wrong_secret_exits_1_naming_parameter_error(
+    emulator: NimEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Issue 9: every call refused with 414 is not success; one line names the error."""
+    monkeypatch.setenv("NIM_APP_SECRET", "wrong-secret")
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1200)])
+    assert exited.value.code == 1
+    out, line = _one_error_line(capsys)
+    summary = json.loads(out)
+    assert summary["accepted"] == 0
+    assert emulator.messages == []
+    assert {call.code for call in emulator.calls} == {414}
+    match = _BATCH_FAILED.fullmatch(line)
+    assert match is not None, line
+    chunks, recipients, error, message = match.groups()
+    # However soon the job stops, the line counts what the summary counts.
+    failed = summary["surely_unsent"] + summary["maybe_sent"]
+    assert (int(chunks), int(recipients)) == (summary["failed_chunks"], failed)
+    assert error == "ParameterError"
+    assert message.startswith("msg/sendBatchMsg: code 414")
+    assert "wrong-secret" not in line
+
+
+@pytest.mark.usefixtures("served_env")
+@pytest.mark.parametrize(
+    ("after", "error", "surely_unsent", "maybe_sent"),
+    [(False, "ParameterError", 500, 0), (True, "ServerError", 0, 500)],
+    ids=["surely-unsent", "maybe-sent"],
+)
+def test_batch_with_some_failed_chunks_exits_1(
+    emulator: NimEmulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    after: bool,
+    error: str,
+    surely_unsent: int,
+    maybe_sent: int,
+) -> None:
+    """One failed chunk of three, whether surely unsent or maybe sent, is status 1."""
+    emulator.fail_every("msg/sendBatchMsg", 2, 500 if after else 414, after=after)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1500)])
+    assert exited.value.code == 1
+    out, line = _one_error_line(capsys)
+    summary = json.loads(out)
+    assert (summary["accepted"], summary["failed_chunks"]) == (1000, 1)
+    assert (summary["surely_unsent"], summary["maybe_sent"]) == (surely_unsent, maybe_sent)
+    assert line.startswith(f"nim-async: 1 chunks failed (500 recipients); first error: {error}: ")
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_from_a_missing_file_exits_2_before_anything_is_sent(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A file that cannot be opened is one line and status 2; no call is made."""
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", str(missing)])
+    assert exited.value.code == 2
+    out, line = _one_error_line(capsys)
+    assert line == f"nim-async: cannot read {missing}: No such file or directory"
+    assert (out, emulator.calls) == ("", [])
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_from_a_file_that_is_not_text_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Input that fails to decode while the job reads it is one line, status 2."""
+    binary = tmp_path / "accids.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n" * 10)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", str(binary)])
+    assert exited.value.code == 2
+    assert _one_error_line(capsys)[1] == f"nim-async: cannot read {binary}: not UTF-8 text"
+
+
+@pytest.mark.usefixtures("served_env")
+def test_upload_of_a_missing_file_exits_2_before_anything_is_sent(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`nim-async upload` of a file that cannot be read: one line, status 2, no call."""
+    missing = tmp_path / "missing.png"
+    with pytest.raises(SystemExit) as exited:
+        main(["upload", str(missing), "--type", "image/png"])
+    assert exited.value.code == 2
+    out, line = _one_error_line(capsys)
+    assert line == f"nim-async: cannot read {missing}: No such file or directory"
+    assert (out, emulator.calls) == ("", [])
+
+
+_MAIN = "from nim_async._cli import main; main()"
+
+
+def test_the_command_prints_no_traceback_for_a_missing_file(tmp_path: Path) -> None:
+    """In a real process too: a missing input file is one stderr line and status 2."""
+    missing = tmp_path / "missing.txt"
+    finished = subprocess.run(
+        [sys.executable, "-c", _MAIN, "batch", "alice", "hello", "--to", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"NIM_APP_KEY": APP_KEY, "NIM_APP_SECRET": APP_SECRET, "PATH": ""},
+    )
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    assert finished.stderr == f"nim-async: cannot read {missing}: No such file or directory\n"
