@@ -18,10 +18,11 @@ import anyio.abc
 
 from ._config import refuse
 from ._endpoints import Answer, Endpoint
-from ._errors import ChunkCancelled, MalformedAnswer, NimError
+from ._errors import ChunkCancelled, MalformedAnswer, NimAPIError, NimError
 from ._fields import Form
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
+from ._validate import split_recipients
 
 __all__ = [
     "ChunkRunner",
@@ -115,6 +116,7 @@ class ChunkRunner:
         max_concurrency: int,
         on_progress: ProgressCallback | None,
         job: BatchJob,
+        place_all: bool,
     ) -> None:
         self._pipeline = pipeline
         self._endpoint = endpoint
@@ -122,9 +124,15 @@ class ChunkRunner:
         self._chunk_size = chunk_size
         self._on_progress = on_progress
         self._job = job
+        # A list given whole is placed whole even when the job stops early;
+        # a stream's unread recipients stay in the caller's iterator.
+        self._place_all = place_all
         self._slots = anyio.Semaphore(max_concurrency)
+        self._reporting = anyio.Lock()
+        self._callback_failed = False
         self._next_index = 0
         self._pending: list[str] = []
+        self._pending_start = 0  # the input position of the first pending recipient
 
     async def run(self, recipients: Recipients) -> BatchResult:
         """Send every recipient and return the merged result.
@@ -132,7 +140,8 @@ class ChunkRunner:
         Raises:
             BaseException: Whatever stopped the job (a cancel, the caller's
                 iterator or callback failing), after every recipient read so
-                far was recorded in the job.
+                far was recorded in the job. An error of the caller's own code
+                is raised as itself, not wrapped in an exception group.
         """
         try:
             async with anyio.create_task_group() as group:
@@ -140,29 +149,59 @@ class ChunkRunner:
                 # finds the recipients already read and accounts for them.
                 if isinstance(recipients, AsyncIterable):
                     async for accid in recipients:
-                        await self._add(group, accid)
+                        if not await self._add(group, accid):
+                            break
                 else:
                     for accid in recipients:
-                        await self._add(group, accid)
+                        if not await self._add(group, accid):
+                            break
                 if self._pending:
                     await self._dispatch(group)
         except BaseException as cause:
             if self._pending:
-                self._cut_off(self._next_index, self._pending, sent=False, cause=cause)
-            raise
+                self._cut_off(self._take_index(), self._pending, sent=False, cause=cause)
+            lone = _lone_error(cause)
+            if lone is cause:
+                raise
+            raise lone from None
         return self._job.result()
 
-    async def _add(self, group: anyio.abc.TaskGroup, accid: str) -> None:
+    def _take_index(self) -> int:
+        self._next_index += 1
+        return self._next_index - 1
+
+    async def _add(self, group: anyio.abc.TaskGroup, accid: str) -> bool:
+        """Take one recipient; False when the job stopped and the rest stays unread."""
         self._pending.append(accid)
+        if self._job.stopped is not None and not self._place_all:
+            # Read already, so placed: as surely unsent, with the reason.
+            self._job.record(
+                self._take_index(), FailedChunk(tuple(self._pending), self._job.stopped)
+            )
+            self._pending = []
+            return False
         if len(self._pending) == self._chunk_size:
             await self._dispatch(group)
+        return True
 
     async def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
+        # The chunk stays pending while this waits: a cancel here finds it there.
         await self._slots.acquire()
-        self._job.count_call()
-        group.start_soon(self._send, self._next_index, self._pending)
-        self._next_index += 1
+        chunk, start = self._pending, self._pending_start
         self._pending = []
+        self._pending_start += len(chunk)
+        good, refused = split_recipients(chunk, start)
+        if refused is not None:
+            # Bad accids read from a stream fail on their own; the rest goes out.
+            self._job.record(self._take_index(), FailedChunk(refused.accids, refused.error))
+        if not good or self._job.stopped is not None:
+            self._slots.release()
+            if good:
+                assert self._job.stopped is not None
+                self._job.record(self._take_index(), FailedChunk(tuple(good), self._job.stopped))
+            return
+        self._job.count_call()
+        group.start_soon(self._send, self._take_index(), good)
 
     def _cut_off(self, index: int, chunk: list[str], *, sent: bool, cause: BaseException) -> None:
         stage = "after its request went out" if sent else "before its request went out"
@@ -182,6 +221,8 @@ class ChunkRunner:
                 answer = await self._pipeline.call_chunk(self._endpoint, self._form, chunk, on_send)
             except NimError as error:
                 self._job.record(index, FailedChunk(tuple(chunk), error))
+                if _stops_the_job(error):
+                    self._job.stop(error)
             else:
                 self._job.record(index, _read_answer(chunk, answer, self._endpoint.action))
         except BaseException as cause:
@@ -191,10 +232,59 @@ class ChunkRunner:
             raise
         finally:
             self._slots.release()
-        if self._on_progress is not None:
-            reported = self._on_progress(self._job.progress)
-            if inspect.isawaitable(reported):
-                await reported
+        await self._report_progress()
+
+    async def _report_progress(self) -> None:
+        if self._on_progress is None:
+            return
+        # One report at a time, and none after one failed: the caller gets
+        # their callback's error once, as itself.
+        async with self._reporting:
+            if self._callback_failed:
+                return
+            try:
+                reported = self._on_progress(self._job.progress)
+                if inspect.isawaitable(reported):
+                    await reported
+            except BaseException:
+                self._callback_failed = True
+                raise
+
+
+def _stops_the_job(error: NimError) -> bool:
+    """An error every chunk would meet: stop rather than spend the budget on refusals.
+
+    The client has already checked each chunk's toAccids, so a 414 names a
+    common field or the signature (a wrong AppSecret); 403 an app without the
+    permission; 404 a sender that does not exist (unknown recipients come back
+    in ``unregister`` instead); 301/302/315/422/423 an account or an IP the
+    server refuses (facts, "Status codes").
+    """
+    return isinstance(error, NimAPIError) and error.code in _JOB_STOPPING_CODES
+
+
+_JOB_STOPPING_CODES = frozenset({301, 302, 315, 403, 404, 414, 422, 423})
+
+
+def _lone_error(error: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups, or ``error`` itself.
+
+    anyio wraps an error raised in a task group, even one from the caller's
+    own iterator or callback, in an ExceptionGroup: ``except DbError`` must
+    still catch it.
+    """
+    leaves: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        inner = getattr(current, "exceptions", None)
+        if isinstance(current, BaseException) and isinstance(inner, tuple):
+            pending.extend(inner)
+        else:
+            leaves.append(current)
+    if len(leaves) == 1 and isinstance(leaves[0], Exception):
+        return leaves[0]
+    return error
 
 
 async def send_in_chunks(
@@ -236,5 +326,6 @@ async def send_in_chunks(
         max_concurrency=max_concurrency,
         on_progress=on_progress,
         job=job,
+        place_all=isinstance(recipients, Collection),
     )
     return await runner.run(cast(Recipients, recipients))

@@ -284,9 +284,9 @@ async def _demo(args: argparse.Namespace) -> None:
     emulator = NimEmulator(
         _DEMO_KEY, _DEMO_SECRET, rate_limits=limits, accounts=["demo-sender", *registered]
     )
-    # Every 7th batch call is refused (not carried out): the job goes on, and
-    # the chunks that surely did not go are resent afterwards.
-    emulator.fail_every("msg/sendBatchAttachMsg", 7, 414, desc="injected refusal")
+    # Every 7th batch call is refused (419, not carried out): the job goes on,
+    # and the chunks that surely did not go are resent afterwards.
+    emulator.fail_every("msg/sendBatchAttachMsg", 7, 419, desc="injected refusal")
 
     async def recipients() -> AsyncIterator[str]:
         for number in range(args.recipients):
@@ -319,8 +319,8 @@ async def _demo(args: argparse.Namespace) -> None:
             f"{result.accepted:,} accepted, {len(result.unregister):,} unregistered, "
             f"{len(result.failed)} chunks failed ({result.failed_count:,} recipients)"
         )
-        emulator.fail_every("msg/sendBatchAttachMsg", 0, 414)
-        resend = [a for c in result.failed if not c.may_have_been_sent for a in c.accids]
+        emulator.fail_every("msg/sendBatchAttachMsg", 0, 419)
+        resend = result.resendable()
         again = await client.send_batch_attach_msg("demo-sender", resend, {"event": "sale"})
         print(
             f"resent {len(resend):,} surely-unsent recipients: {again.accepted:,} accepted, "

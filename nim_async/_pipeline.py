@@ -123,7 +123,8 @@ class Pipeline:
     ) -> Answer:
         """Send one chunk of a bulk send: ``form`` (checked by `batch_form`) to ``chunk``.
 
-        Only the chunk's ``toAccids`` is checked here. ``on_send`` is called
+        Only the chunk's ``toAccids`` is checked here (its accids were checked
+        one by one as they were read: `split_recipients`). ``on_send`` is called
         each time the request is about to go on the wire, so the caller can
         tell afterwards whether anything may have reached the server.
 
@@ -132,8 +133,6 @@ class Pipeline:
             NimAPIError: The server answered an error code (after any safe retries).
             NimConnectionError: No answer came back (after any safe retries).
         """
-        # An accid read from a stream may be anything: check it before writing JSON.
-        check_recipients(chunk)
         fields: Form = {**form, "toAccids": json_text(chunk)}
         validate(endpoint.action, fields, only=("toAccids",))
         return await self._send(endpoint, fields, on_send)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import attrs
 
-from ._errors import BatchFailed, ConfigurationError, NimAPIError, NimConnectionError, NimError
+from ._errors import (
+    BatchFailed,
+    ConfigurationError,
+    InvalidRequest,
+    NimAPIError,
+    NimConnectionError,
+    NimError,
+)
 
 __all__ = ["BatchJob", "BatchResult", "ChunkOutcome", "FailedChunk", "Progress", "SentChunk"]
 
@@ -78,6 +85,10 @@ class BatchResult:
         msgids: Message id per recipient (when msg ids were asked for).
         failed: Chunks that failed; their recipients are in no other place.
         calls: Batch calls made (chunks attempted).
+        stopped: The error that stopped the job early because every chunk
+            would meet it (a wrong AppSecret, a missing permission, ...), or
+            None. The recipients of a list it never sent are in ``failed``,
+            surely unsent; a stream's unread recipients stay in its iterator.
     """
 
     accepted: int = 0
@@ -85,6 +96,7 @@ class BatchResult:
     msgids: dict[str, int] = attrs.Factory(dict)
     failed: list[FailedChunk] = attrs.Factory(list)
     calls: int = 0
+    stopped: NimError | None = None
 
     @property
     def ok(self) -> bool:
@@ -95,6 +107,20 @@ class BatchResult:
     def failed_count(self) -> int:
         """Recipients in failed chunks."""
         return sum(len(chunk.accids) for chunk in self.failed)
+
+    def resendable(self) -> list[str]:
+        """The recipients to send again once the cause is fixed: nobody gets it twice.
+
+        Those of failed chunks that surely were not sent, less the ones this
+        client refused as bad accids (``InvalidRequest``), which would be
+        refused again. Chunks that may have been sent are left out: check them first.
+        """
+        return [
+            accid
+            for chunk in self.failed
+            if not chunk.may_have_been_sent and not isinstance(chunk.error, InvalidRequest)
+            for accid in chunk.accids
+        ]
 
     def raise_for_failures(self) -> None:
         """Raise ``BatchFailed`` carrying this result if any chunk failed."""
@@ -116,7 +142,7 @@ class BatchJob:
     ``ConfigurationError`` before anything is sent.
     """
 
-    __slots__ = ("_calls", "_done", "_failed", "_outcomes", "_used", "total")
+    __slots__ = ("_calls", "_done", "_failed", "_outcomes", "_used", "stopped", "total")
 
     def __init__(self) -> None:
         self._outcomes: dict[int, ChunkOutcome] = {}
@@ -125,6 +151,7 @@ class BatchJob:
         self._failed = 0
         self._used = False
         self.total: int | None = None
+        self.stopped: NimError | None = None
 
     def __repr__(self) -> str:
         return f"BatchJob(calls={self._calls}, done={self._done}, total={self.total})"
@@ -151,6 +178,11 @@ class BatchJob:
         """Count a batch call about to be made."""
         self._calls += 1
 
+    def stop(self, error: NimError) -> None:
+        """Record that the job stops because every chunk would meet ``error`` (the first wins)."""
+        if self.stopped is None:
+            self.stopped = error
+
     def record(self, index: int, outcome: ChunkOutcome) -> None:
         """Record the outcome of chunk ``index``."""
         self._outcomes[index] = outcome
@@ -162,7 +194,7 @@ class BatchJob:
 
     def result(self) -> BatchResult:
         """Merge the chunk outcomes so far, in input order, whatever order they finished in."""
-        result = BatchResult(calls=self._calls)
+        result = BatchResult(calls=self._calls, stopped=self.stopped)
         accepted = 0
         for index in sorted(self._outcomes):
             outcome = self._outcomes[index]

@@ -19,7 +19,13 @@ from . import _actions as act
 from ._errors import InvalidRequest
 from ._uploads import Upload
 
-__all__ = ["MAX_UPLOAD_BYTES", "check_recipients", "validate"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "RefusedRecipients",
+    "check_recipients",
+    "split_recipients",
+    "validate",
+]
 
 # A check gets the parameter's wire value (text; the file part for
 # msg/fileUpload's content) and the whole form; it returns None when the value
@@ -300,6 +306,50 @@ def validate(
             raise InvalidRequest(rule.parameter, rule.limit, actual)
 
 
+def split_recipients(chunk: list[str], start: int) -> tuple[list[str], RefusedRecipients | None]:
+    """Separate the recipients of a chunk read from a stream that break the accid rule.
+
+    Args:
+        chunk: The chunk, as read.
+        start: The input position of its first recipient, for the error.
+
+    Returns:
+        The good recipients, and the refused ones with an ``InvalidRequest``
+        naming their positions in the whole input (None if there are none).
+    """
+    bad = [(start + offset, accid) for offset, accid in enumerate(chunk) if _refused(accid)]
+    if not bad:
+        return chunk, None
+    refused_at = {position for position, _ in bad}
+    good = [accid for offset, accid in enumerate(chunk) if start + offset not in refused_at]
+    shown = ", ".join(f"{accid!r} at position {position}" for position, accid in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    error = InvalidRequest("toAccids", _ACCIDS_LIMIT, shown + more)
+    return good, RefusedRecipients(tuple(accid for _, accid in bad), error)
+
+
+@attrs.frozen
+class RefusedRecipients:
+    """Recipients of a chunk refused by the client, and why."""
+
+    accids: tuple[str, ...]
+    error: InvalidRequest
+
+
+def _refused(accid: object) -> bool:
+    if _bad_accid(accid):
+        return True
+    assert isinstance(accid, str)
+    try:
+        _check_utf8("toAccids", accid)
+    except InvalidRequest:
+        return True
+    return False
+
+
+_ACCIDS_LIMIT = "accids of 1 to 32 characters that UTF-8 can encode"
+
+
 def check_recipients(recipients: Collection[object]) -> None:
     """Check a whole collection of recipients before the first chunk goes out.
 
@@ -309,9 +359,5 @@ def check_recipients(recipients: Collection[object]) -> None:
         InvalidRequest: The first bad accid, with its position.
     """
     for position, accid in enumerate(recipients):
-        if _bad_accid(accid):
-            raise InvalidRequest(
-                "toAccids", "accids of 1 to 32 characters", f"{accid!r} at position {position}"
-            )
-        assert isinstance(accid, str)
-        _check_utf8("toAccids", accid)
+        if _refused(accid):
+            raise InvalidRequest("toAccids", _ACCIDS_LIMIT, f"{accid!r} at position {position}")

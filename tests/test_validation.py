@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 import nim_async as nim
-from nim_async import _pipeline
+from nim_async import _bulk, _pipeline
 from nim_async._validate import validate
 from nim_async.testing import NimEmulator
 
@@ -221,6 +221,7 @@ def raw(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch every client-side check off, so that values go on the wire as given."""
     monkeypatch.setattr(_pipeline, "validate", lambda action, form, only=None: None)
     monkeypatch.setattr(_pipeline, "check_recipients", lambda recipients: None)
+    monkeypatch.setattr(_bulk, "split_recipients", lambda chunk, start: (chunk, None))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
