@@ -8,6 +8,7 @@ from ._client import CHINA_URL, OVERSEAS_URL, NimClient
 from ._errors import (
     BatchFailed,
     ChunkCancelled,
+    ClientStateError,
     ConfigurationError,
     DuplicateRequest,
     InvalidRequest,
@@ -54,6 +55,7 @@ __all__ = [
     "Body",
     "Broadcast",
     "ChunkCancelled",
+    "ClientStateError",
     "ConfigurationError",
     "Custom",
     "DuplicateRequest",

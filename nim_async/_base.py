@@ -14,9 +14,11 @@ from types import TracebackType
 from typing import TypeVar
 
 import httpx
+from anyio.lowlevel import RunVar
 
 from ._auth import CheckSumAuth
 from ._config import refuse
+from ._errors import ClientStateError
 from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
@@ -159,6 +161,10 @@ class BaseClient:
             hold=_hold_time(http_timeout),
         )
         self._state = _State.UNOPENED
+        # Set in the event loop that first uses the client: httpx's pool cannot
+        # move between loops (its connections and locks belong to the first).
+        self._home_loop: RunVar[bool] = RunVar(f"nim_async_client_{id(self)}")
+        self._used = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app_key={self._app_key!r}, base_url={str(self.base_url)!r})"
@@ -218,7 +224,9 @@ class BaseClient:
 
     async def __aenter__(self: _Client) -> _Client:
         if self._state is _State.CLOSED:
-            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+            raise ClientStateError(
+                f"this {type(self).__name__} is closed (nothing was sent); create a new one"
+            )
         self._state = _State.OPENED
         return self
 
@@ -231,8 +239,13 @@ class BaseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool. The client cannot be used afterwards."""
+        """Close the connection pool. The client cannot be used afterwards.
+
+        Calls still waiting for a rate-limit slot raise ``ClientStateError``:
+        they were not sent.
+        """
         self._state = _State.CLOSED
+        self._pipeline.close()
         await self._http.aclose()
 
     def limiter_stats(self) -> dict[str, LimiterStats]:
@@ -244,7 +257,25 @@ class BaseClient:
         return self._pipeline.stats()
 
     def _open_pipeline(self) -> Pipeline:
-        """The pipeline, for a call; a closed client refuses to open a new pool."""
+        """The pipeline, for a call in this event loop.
+
+        Raises:
+            ClientStateError: The client is closed, or its pool belongs to
+                another event loop (a second ``asyncio.run``, another thread).
+        """
         if self._state is _State.CLOSED:
-            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+            raise ClientStateError(
+                f"this {type(self).__name__} is closed (nothing was sent); create a new one"
+            )
+        try:
+            self._home_loop.get()
+        except LookupError:
+            if self._used:
+                raise ClientStateError(
+                    f"this {type(self).__name__} was first used in another event loop, and its "
+                    "pooled connections belong to that loop: create one client per event "
+                    "loop (in a FastAPI lifespan, or inside each asyncio.run)"
+                ) from None
+            self._home_loop.set(True)
+            self._used = True
         return self._pipeline

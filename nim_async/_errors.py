@@ -19,6 +19,8 @@ The tree::
     │   ├── NimTimeout
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
     ├── LimiterUnavailable                     the shared rate limiter's store is down
+    ├── ClientStateError(NimError, RuntimeError) the client is closed, or used from another
+    │                                           event loop; nothing was sent
     └── BatchFailed                            raise_for_failures(): chunks of a bulk send failed
 
 No exception here ever holds the app secret: they are built from the action name,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchFailed",
     "ChunkCancelled",
+    "ClientStateError",
     "ConfigurationError",
     "DuplicateRequest",
     "InvalidRequest",
@@ -62,6 +65,15 @@ class ConfigurationError(NimError, ValueError):
 
     It names a setting of this library (a ``NimClient`` argument, ``batch_size``,
     ``max_concurrency``), never a NIM parameter: those raise ``InvalidRequest``.
+    """
+
+
+class ClientStateError(NimError, RuntimeError):
+    """Raised when a call cannot be made in the client's state; nothing was sent.
+
+    The client is closed (or was closed while the call waited for its
+    rate-limit slot), or it is used from an event loop other than the one
+    that first used it, where its pooled connections cannot work.
     """
 
 

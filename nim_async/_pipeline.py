@@ -9,14 +9,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from typing import TypeVar
 
 import anyio
 import httpx
 
 from ._endpoints import Answer, Endpoint
-from ._errors import InvalidRequest, MalformedAnswer, NimAPIError, NimError, RateLimited
+from ._errors import (
+    ClientStateError,
+    InvalidRequest,
+    MalformedAnswer,
+    NimAPIError,
+    NimError,
+    RateLimited,
+)
 from ._fields import Form, json_text
 from ._http import exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
@@ -55,6 +62,15 @@ class Pipeline:
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
+        self._closed = False
+        # Calls waiting for a rate-limit slot: closing the client ends their wait.
+        self._waiting: set[anyio.CancelScope] = set()
+
+    def close(self) -> None:
+        """Refuse every further attempt, and end the waits of calls queued for a slot."""
+        self._closed = True
+        for waiting in self._waiting:
+            waiting.cancel()
 
     @property
     def limiter(self) -> Limiter:
@@ -154,6 +170,12 @@ class Pipeline:
                     error, attempt=attempt, idempotent=endpoint.idempotent
                 ):
                     raise
+                logger.info(
+                    "action=%s attempt=%d failed (%s); retrying",
+                    endpoint.action,
+                    attempt,
+                    type(error).__name__,
+                )
                 await self._before_retry(endpoint.action, error, attempt)
 
     def _limits(self, action: str) -> ActionLimits | None:
@@ -188,7 +210,18 @@ class Pipeline:
         started = time.perf_counter()
         sent_at: float | None = None
         try:
-            async with self._slot(action):
+            async with AsyncExitStack() as slot:
+                with anyio.CancelScope() as waiting:
+                    self._waiting.add(waiting)
+                    try:
+                        await slot.enter_async_context(self._slot(action))
+                    finally:
+                        self._waiting.discard(waiting)
+                if self._closed:
+                    raise ClientStateError(
+                        f"{action}: the client was closed before this call was sent; "
+                        "it was not sent"
+                    )
                 sent_at = time.perf_counter()
                 if on_send is not None:
                     on_send()
@@ -221,6 +254,11 @@ class Pipeline:
 
     async def _record_block(self, action: str) -> None:
         limits = self._limits(action)
+        block = (limits or RateLimits.default().for_action(action)).block
+        # Operators watch WARNING: a 416 means the app's budget was overrun somewhere.
+        logger.warning(
+            "action=%s blocked by the server (code 416): no call for %g s", action, block
+        )
         if limits is not None:
             await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
 
