@@ -211,3 +211,46 @@ def test_every_settings_object_refuses_with_configuration_error(build: Any, sett
     """Rates, retry policies and limiters refuse bad values the same way the client does."""
     with pytest.raises(nim.ConfigurationError, match=setting):
         build()
+
+
+def _one_of_each_exception() -> list[nim.NimError]:
+    failed = nim.FailedChunk(("a",), nim.NotFound(404, "no", "msg/sendBatchMsg"))
+    return [
+        nim.NimError("base"),
+        nim.ConfigurationError("batch_size must be ..."),
+        nim.InvalidRequest("to", "a str", "list ['a']"),
+        nim.ClientStateError("closed"),
+        nim.LimiterUnavailable("redis is down"),
+        nim.ParameterError(414, "bad", "msg/sendMsg"),
+        nim.PermissionDenied(403, "no", "msg/sendMsg"),
+        nim.NotFound(404, "no", "msg/sendMsg"),
+        nim.RateLimited(416, "blocked", "msg/sendMsg"),
+        nim.DuplicateRequest(431, "again", "msg/sendMsg"),
+        nim.RecallExpired(508, "late", "msg/recall"),
+        nim.NimAPIError(999, "pack error", "msg/sendMsg"),
+        nim.ServerError(503, "busy", "msg/sendMsg", status=503),
+        nim.MalformedAnswer(200, "not JSON", "msg/sendMsg"),
+        nim.NimConnectionError("reset", action="msg/sendMsg", may_have_reached_server=True),
+        nim.NimTimeout("slow", action="msg/sendMsg", may_have_reached_server=False),
+        nim.ChunkCancelled("cut", action="msg/sendBatchMsg", may_have_reached_server=False),
+        nim.BatchFailed(nim.BatchResult(failed=[failed], calls=1)),
+    ]
+
+
+@pytest.mark.parametrize("error", _one_of_each_exception(), ids=lambda e: type(e).__name__)
+def test_every_exception_round_trips_through_pickle(error: nim.NimError) -> None:
+    """Celery and multiprocessing hand exceptions between processes by pickling them."""
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert str(again) == str(error)
+    assert vars(again).keys() == vars(error).keys()
+
+
+def test_the_pickle_test_covers_every_public_exception() -> None:
+    """A new exception class must join the round-trip test above."""
+    exported = {
+        getattr(nim, name)
+        for name in nim.__all__
+        if isinstance(getattr(nim, name), type) and issubclass(getattr(nim, name), BaseException)
+    }
+    assert {type(error) for error in _one_of_each_exception()} == exported
