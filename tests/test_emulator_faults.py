@@ -9,11 +9,13 @@ import anyio
 import httpx
 import pytest
 
+import nim_async as nim
 from nim_async.testing import NimEmulator
 from nim_async.testing._limiter import FrequencyControl
 
 from . import _raw as raw
 from ._raw import KEY, SECRET
+from ._support import make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -250,3 +252,51 @@ def test_an_action_without_limits_is_never_refused(clock: FakeClock) -> None:
     """for_action returning None means no limit for that action."""
     control = FrequencyControl(Limits({}), clock)
     assert all(control.admit("msg/sendMsg") for _ in range(1000))
+
+
+async def test_the_in_process_transport_honours_the_read_timeout(emu: NimEmulator) -> None:
+    """A read timeout shorter than the latency raises ReadTimeout; the call was carried out."""
+    emu.set_latency(5.0)
+    async with httpx.AsyncClient(
+        transport=emu.transport(), base_url=raw.BASE, timeout=httpx.Timeout(None, read=0.05)
+    ) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("msg/sendMsg.action", data=TEXT, headers=raw.signed())
+    assert [call.code for call in emu.calls] == [200]
+    assert len(emu.messages) == 1
+
+
+async def test_the_in_process_transport_without_a_read_timeout_waits(emu: NimEmulator) -> None:
+    """timeout=None waits out the latency and gets the answer."""
+    emu.set_latency(0.05)
+    async with httpx.AsyncClient(
+        transport=emu.transport(), base_url=raw.BASE, timeout=None
+    ) as client:
+        response = await client.post("msg/sendMsg.action", data=TEXT, headers=raw.signed())
+    assert response.json()["code"] == 200
+
+
+async def test_a_client_timeout_in_process_is_an_ambiguous_nim_timeout(emu: NimEmulator) -> None:
+    """NimClient over the in-process transport: NimTimeout, may_have_reached_server=True."""
+    emu.set_latency(5.0)
+    async with make_client(emu, app_key=KEY, app_secret=SECRET, timeout=0.05) as client:
+        with pytest.raises(nim.NimTimeout) as raised:
+            await client.send_msg("alice", "bob", nim.Text("hi"))
+    assert raised.value.may_have_reached_server
+    assert len(emu.messages) == 1
+
+
+async def test_summary_counts_the_answers_by_code_and_the_416s() -> None:
+    """summary(): one line with the total, each code (HTML answers by HTTP status), and 416s."""
+    limits = Limits({"msg/sendMsg": ActionLimits((Rate(2, 60.0),), block=None)})
+    emu = NimEmulator(KEY, SECRET, rate_limits=limits)
+    assert emu.summary() == "NIM emulator answered 0 calls; 0 blocked (416)"
+    emu.fail_next_http("msg/sendAttachMsg", 502)
+    assert (await post(emu, "msg/sendAttachMsg", ATTACH)).status_code == 502
+    assert [await code(emu) for _ in range(3)] == [200, 200, 416]
+    assert (await post(emu, secret="wrong")).json()["code"] == 414
+    assert await code(emu, "msg/sendAttachMsg", ATTACH) == 200
+    assert emu.summary() == (
+        "NIM emulator answered 6 calls: code 200 ×3, code 414 ×1, code 416 ×1, HTTP 502 ×1;"
+        " 1 blocked (416)"
+    )

@@ -59,9 +59,12 @@ async def test_a_refused_connection_never_reached_the_server_and_is_retried(
             await client.send_msg("alice", "bob", nim.Text("hi"))
     assert caught.value.may_have_reached_server is False
     assert not isinstance(caught.value, nim.NimTimeout)
-    attempts = [r.getMessage() for r in caplog.records if r.name == "nim_async"]
+    lines = [r for r in caplog.records if r.name == "nim_async"]
+    attempts = [r.getMessage() for r in lines if r.levelno == logging.DEBUG]
+    retries = [r.getMessage() for r in lines if r.levelno == logging.INFO]
     assert len(attempts) == FAST_RETRY.max_attempts
     assert all("outcome=NimConnectionError" in line for line in attempts)
+    assert len(retries) == FAST_RETRY.max_attempts - 1
 
 
 async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: NimEmulator) -> None:

@@ -1,9 +1,12 @@
 """The ASGI app: HTTP in and out, and nothing else.
 
 It decodes each request under ``/nimserver/`` into a `Request` (headers, form or
-multipart body), hands it to the emulator, and writes the `Answer` back: JSON as
-``application/json; charset=utf-8`` (seeds: every answer example), or the HTML
-page of an injected gateway failure. ``GET /nos/<id>`` serves uploaded files.
+multipart body), hands it to the emulator, waits out the emulator's latency, and
+writes the `Answer` back: JSON as ``application/json; charset=utf-8`` (seeds:
+every answer example), or the HTML page of an injected gateway failure.
+``GET /nos/<id>`` serves uploaded files. A client that disconnects is not an
+error: a cut-off body is a request that never arrived, and a client gone during
+the latency leaves its call recorded and carried out, unanswered.
 This is the only module that imports Starlette.
 """
 
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -115,6 +120,24 @@ def _render(answer: Answer) -> Response:
     return Response(body, answer.status, media_type="application/json; charset=utf-8")
 
 
+async def _left_within(request: HttpRequest, seconds: float) -> bool:
+    """Wait ``seconds``, or less: True as soon as the client disconnects."""
+    if seconds <= 0:
+        return False
+    with anyio.move_on_after(seconds):
+        # Once the body is read, the server's next message is the disconnect
+        # (uvicorn), or nothing until the answer is sent (httpx in-process).
+        while (await request.receive())["type"] != "http.disconnect":
+            pass  # the rest of a body the route did not read
+        return True
+    return False
+
+
+def _unanswered() -> Response:
+    # For a client that has gone: the server drops whatever is sent to it.
+    return PlainTextResponse("the client disconnected", status_code=400)
+
+
 def _media_type(upload: Upload) -> str:
     kind = upload.type or ""
     if "/" in kind:
@@ -125,13 +148,14 @@ def _media_type(upload: Upload) -> str:
 
 
 def build_app(
-    handle: Callable[[Request], Awaitable[Answer]],
+    handle: Callable[[Request], tuple[Answer, float]],
     download: Callable[[str], Upload | None],
 ) -> Starlette:
     """Build the ASGI app.
 
     Args:
-        handle: Answers one decoded NIM request (the emulator's pipeline).
+        handle: Answers one decoded NIM request (the emulator's pipeline), with the
+            seconds to wait before sending the answer.
         download: Finds a live upload by id, or ``None``.
 
     Returns:
@@ -139,7 +163,14 @@ def build_app(
     """
 
     async def nim(request: HttpRequest) -> Response:
-        return _render(await handle(await _decode(request)))
+        try:
+            decoded = await _decode(request)
+        except ClientDisconnect:
+            return _unanswered()
+        answer, delay = handle(decoded)
+        if await _left_within(request, delay):
+            return _unanswered()
+        return _render(answer)
 
     async def nos(request: HttpRequest) -> Response:
         upload = download(request.path_params["upload_id"])

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-import anyio
 import attrs
 import httpx
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 __all__ = ["NimEmulator"]
+
+logger = logging.getLogger("nim_async.testing")
 
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"  # facts: only msg/fileUpload is multipart
@@ -155,9 +157,16 @@ class NimEmulator:
             self._app = build_app(self._handle, self._download)
         return self._app
 
-    def transport(self) -> httpx.ASGITransport:
-        """An httpx transport that sends requests to the app in-process."""
-        return httpx.ASGITransport(app=self.app)
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport that sends requests to the app in-process.
+
+        It honours the client's read timeout, as a socket would: an answer delayed
+        by `set_latency` past it raises ``httpx.ReadTimeout``, and the call has
+        been received and carried out.
+        """
+        from ._server import InProcessTransport
+
+        return InProcessTransport(self.app)
 
     def register(self, *accids: str) -> None:
         """Register accounts (no effect when every accid exists, ``accounts=None``)."""
@@ -254,6 +263,9 @@ class NimEmulator:
     def set_latency(self, seconds: float, action: str | None = None) -> None:
         """Wait ``seconds`` before answering (after the call is carried out).
 
+        A client that disconnects or times out during the wait ends it quietly;
+        its call stays recorded and carried out.
+
         Args:
             seconds: The delay; 0 removes it.
             action: One action, or ``None`` for every action without its own latency.
@@ -279,13 +291,33 @@ class NimEmulator:
         """The emulator's wall clock, Unix seconds."""
         return self._world.now()
 
+    def summary(self) -> str:
+        """One line on what the emulator answered: the total, each code, and the 416s.
+
+        For example ``"NIM emulator answered 6 calls: code 200 ×3, code 414 ×1,
+        code 416 ×1, HTTP 502 ×1; 1 blocked (416)"``. Answers without a JSON code
+        (injected gateway pages) count by HTTP status; "blocked" counts every 416
+        answer, injected ones included.
+        """
+        with self._lock:
+            codes = Counter(call.code for call in self.calls if call.code is not None)
+            pages = Counter(call.status for call in self.calls if call.code is None)
+            total = len(self.calls)
+        counts = [f"code {code} ×{n}" for code, n in sorted(codes.items())]
+        counts += [f"HTTP {status} ×{n}" for status, n in sorted(pages.items())]
+        answered = f"NIM emulator answered {total} call{'' if total == 1 else 's'}"
+        if counts:
+            answered += ": " + ", ".join(counts)
+        return f"{answered}; {codes[416]} blocked (416)"
+
     def serve(
         self, host: str = "127.0.0.1", port: int = 0
     ) -> contextlib.AbstractContextManager[str]:
         """Serve the app on a real port in a daemon thread, for a ``with`` block.
 
         The socket is bound and the server accepting before the ``with`` body
-        runs; the server shuts down when it ends.
+        runs; the server shuts down when it ends, and logs `summary` at INFO on
+        the ``"nim_async.testing"`` logger.
 
         Args:
             host: The address to bind.
@@ -296,10 +328,13 @@ class NimEmulator:
         """
         from ._server import serve_in_thread
 
-        return serve_in_thread(self.app, host, port)
+        return serve_in_thread(self.app, host, port, on_stop=self._log_summary)
 
     async def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
         """Serve the app with uvicorn in the running loop until cancelled or signalled.
+
+        For ``nim-async emulator``: once the server has shut down, it prints
+        `summary` to stdout.
 
         Args:
             host: The address to bind.
@@ -307,7 +342,14 @@ class NimEmulator:
         """
         from ._server import serve_forever
 
-        await serve_forever(self.app, host, port)
+        await serve_forever(self.app, host, port, on_stop=self._print_summary)
+
+    def _log_summary(self) -> None:
+        logger.info("%s", self.summary())
+
+    def _print_summary(self) -> None:
+        # Flushed: after a signal, uvicorn re-raises it and the process may end at once.
+        print(self.summary(), flush=True)
 
     def _download(self, upload_id: str) -> Upload | None:
         with self._lock:
@@ -319,15 +361,14 @@ class NimEmulator:
             return None
         return upload
 
-    async def _handle(self, req: Request) -> Answer:
+    def _handle(self, req: Request) -> tuple[Answer, float]:
+        # The latency is the app's to wait: it ends the wait when the client leaves.
         with self._lock:
             at = self._world.now()
             answer = self._answer(req)
             self.calls.append(_record(req, answer, at))
             delay = self._latency.get(req.action, self._latency.get(None, 0.0))
-        if delay > 0:
-            await anyio.sleep(delay)
-        return answer
+        return answer, delay
 
     def _answer(self, req: Request) -> Answer:
         if req.action not in ACTIONS or req.path != req.action + ".action":
