@@ -83,7 +83,25 @@ return 1
 """
 
 
-_local_queues: RunVar[dict[str, anyio.Lock]] = RunVar("nim_async_redis_queues")
+class _Queue:
+    """One budget's waiters in this event loop, and the Redis failures met at their head.
+
+    Only the head waiter talks to Redis. When its round trip fails, every waiter
+    queued behind it fails at once, not one ``timeout`` after another (issue 9):
+    a hung Redis would otherwise fail the hundredth waiter after 100 timeouts.
+    A waiter that queues after the failure asks Redis itself, so nothing stays
+    open once Redis answers again.
+    """
+
+    __slots__ = ("failure", "failures", "lock")
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
+        self.failures = 0
+        self.failure = ""
+
+
+_local_queues: RunVar[dict[str, _Queue]] = RunVar("nim_async_redis_queues")
 
 
 def _us(seconds: float) -> int:
@@ -105,6 +123,9 @@ class RedisLimiter:
         poll_interval: The longest a waiting process sleeps before asking again.
         timeout: The longest one Redis round trip may take before the call
             fails with ``LimiterUnavailable`` (a hung Redis must not hang sends).
+            Waiters queued behind a round trip that fails fail with it, so none
+            waits on an unanswering Redis longer than this; time spent waiting
+            for a slot of a full budget is not bounded by it.
     """
 
     __slots__ = (
@@ -164,14 +185,19 @@ class RedisLimiter:
         except (RedisError, OSError, TimeoutError) as exc:
             raise LimiterUnavailable(f"the Redis rate limiter is unreachable: {exc!r}") from exc
 
-    @staticmethod
-    def _queue(key: str) -> anyio.Lock:
+    def _queue(self, key: str) -> _Queue:
+        # Per budget (prefix and key): limiters with another prefix hold another
+        # budget, and must neither queue behind it nor fail with its Redis.
         try:
             queues = _local_queues.get()
         except LookupError:
             queues = {}
             _local_queues.set(queues)
-        return queues.setdefault(key, anyio.Lock())
+        budget = f"{self._prefix}:{key}"
+        queue = queues.get(budget)
+        if queue is None:
+            queue = queues[budget] = _Queue()
+        return queue
 
     @asynccontextmanager
     async def slot(self, key: str, limits: ActionLimits, *, hold: float) -> AsyncIterator[None]:
@@ -182,18 +208,31 @@ class RedisLimiter:
         seconds ago) never exceed ``calls``, and that none is taken during a block.
 
         Raises:
-            LimiterUnavailable: Redis cannot be reached.
+            LimiterUnavailable: Redis cannot be reached: a round trip of this
+                waiter failed, or one of a waiter ahead of it did while it was
+                queued. Nothing was sent.
         """
         slot_id = uuid.uuid4().hex
         rate_keys = self._keys(key, limits)
         args: list[object] = [slot_id, _us(hold)]
         for rate in limits.rates:
             args += [rate.calls, _us(rate.per)]
-        async with self._queue(key):
-            while True:
-                state, wait_us = await self._run(
-                    self._acquire, [f"{self._prefix}:{key}:block", *rate_keys], args
+        queue = self._queue(key)
+        failures = queue.failures
+        async with queue.lock:
+            if queue.failures != failures:
+                raise LimiterUnavailable(
+                    f"{queue.failure} (met by a waiter ahead of this one); nothing was sent"
                 )
+            while True:
+                try:
+                    state, wait_us = await self._run(
+                        self._acquire, [f"{self._prefix}:{key}:block", *rate_keys], args
+                    )
+                except LimiterUnavailable as exc:
+                    queue.failures += 1
+                    queue.failure = str(exc)
+                    raise
                 if state == 1:
                     break
                 # Blocked (2): the block's end is known. Full (0): the slot that

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 import redis.asyncio as aioredis
 
@@ -66,14 +70,17 @@ async def test_a_block_recorded_by_one_limiter_holds_every_other(redis_url: str)
 
 
 async def test_a_slot_frees_per_seconds_after_its_answer(redis_url: str) -> None:
-    """Budget 2 per 0.3 s: the third call starts 0.3 s after the first two answered."""
+    """Budget 2 per 0.3 s: the third call starts no sooner than 0.3 s after the first answer."""
     limiter = nim.RedisLimiter(redis_url, prefix="slots")
     two = nim.ActionLimits((nim.Rate(2, 0.3),), block=0)
+    answered = []
     for _ in range(2):
         async with limiter.slot("app:x", two, hold=5):
-            answered = time.monotonic()  # before the release that sets the slot's end
+            answered.append(time.monotonic())  # before the release that sets the slot's end
+    # The first slot frees first: the third call needs one slot, not both, and on
+    # a loaded machine the second answer can come well after the first.
     async with limiter.slot("app:x", two, hold=5):
-        assert time.monotonic() - answered >= 0.3 - CLOCKS
+        assert time.monotonic() - answered[0] >= 0.3 - CLOCKS
     await limiter.aclose()
 
 
@@ -211,3 +218,124 @@ async def test_a_hung_redis_fails_within_the_timeout() -> None:
             async with limiter.slot("app:hung", ATTACH, hold=1):
                 pass
         assert time.monotonic() - started < 3
+
+
+# A hang must end; this bounds one (20 waiters of 0.3 s each would take 6 s), it
+# does not measure speed, so a loaded machine has room.
+HANG_BOUND = 3.0
+
+
+async def _acquire_all(
+    limiter: nim.RedisLimiter, waiters: int, limits: nim.ActionLimits = ATTACH
+) -> list[BaseException | None]:
+    """Start ``waiters`` slot acquisitions of one key together; return how each ended."""
+    outcomes: list[BaseException | None] = []
+
+    async def acquire() -> None:
+        try:
+            async with limiter.slot("app:k", limits, hold=1):
+                pass
+        except nim.LimiterUnavailable as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(waiters):
+            group.start_soon(acquire)
+    return outcomes
+
+
+class _Switch:
+    """A loopback port in front of redis-server that swallows every command while ``hung``."""
+
+    def __init__(self, redis_url: str, port: int) -> None:
+        self.hung = False
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._upstream = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+
+    async def handle(self, client: anyio.abc.SocketStream) -> None:
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", self._upstream) as upstream,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(self._pipe, client, upstream, group, True)
+            group.start_soon(self._pipe, upstream, client, group, False)
+
+    async def _pipe(
+        self,
+        source: anyio.abc.SocketStream,
+        sink: anyio.abc.SocketStream,
+        group: anyio.abc.TaskGroup,
+        swallow: bool,
+    ) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in source:
+                if not (swallow and self.hung):
+                    await sink.send(chunk)
+        group.cancel_scope.cancel()  # one side closed: close the other
+
+
+@asynccontextmanager
+async def _switchable(redis_url: str) -> AsyncIterator[_Switch]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    switch = _Switch(redis_url, listener.extra(anyio.abc.SocketAttribute.local_port))
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, switch.handle)
+        yield switch
+        group.cancel_scope.cancel()
+
+
+async def test_waiters_queued_behind_a_hung_redis_fail_together() -> None:
+    """20 waiters on a Redis that never answers fail within one timeout, not one after another."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        limiter = nim.RedisLimiter(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.3)
+        started = time.monotonic()
+        outcomes = await _acquire_all(limiter, 20)
+        assert time.monotonic() - started < HANG_BOUND
+        await limiter.aclose()
+    assert len(outcomes) == 20
+    assert all(isinstance(outcome, nim.LimiterUnavailable) for outcome in outcomes)
+    assert sum("nothing was sent" in str(outcome) for outcome in outcomes) == 19
+
+
+async def test_a_limiter_works_again_once_redis_answers(redis_url: str) -> None:
+    """After a hang failed its waiters, the same limiter takes slots as soon as Redis answers."""
+    async with _switchable(redis_url) as switch:
+        limiter = nim.RedisLimiter(switch.url, prefix="back", timeout=0.3)
+        switch.hung = True
+        assert all(outcome is not None for outcome in await _acquire_all(limiter, 5))
+        switch.hung = False
+        assert await _acquire_all(limiter, 20) == [None] * 20
+        await limiter.aclose()
+
+
+async def test_waiting_for_a_full_budget_is_not_bounded_by_the_timeout(redis_url: str) -> None:
+    """Healthy Redis, 1 call per 0.3 s, timeout 0.25 s: the fourth waiter waits 0.9 s, gets in."""
+    limiter = nim.RedisLimiter(redis_url, prefix="full", timeout=0.25)
+    one = nim.ActionLimits((nim.Rate(1, 0.3),), block=0)
+    started = time.monotonic()
+    assert await _acquire_all(limiter, 4, one) == [None] * 4
+    assert time.monotonic() - started >= 0.9 - CLOCKS
+    await limiter.aclose()
+
+
+async def test_the_release_and_a_block_give_up_on_a_hung_redis(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis hangs during the call: leaving the slot (logged) and block() (raised) both end."""
+    async with _switchable(redis_url) as switch:
+        limiter = nim.RedisLimiter(switch.url, prefix="late", timeout=0.3)
+        async with limiter.slot("app:late", ATTACH, hold=1):
+            switch.hung = True
+            started = time.monotonic()
+        assert time.monotonic() - started < HANG_BOUND
+        assert "could not release a rate-limit slot of app:late" in caplog.text
+        started = time.monotonic()
+        with pytest.raises(nim.LimiterUnavailable):
+            await limiter.block("app:late", ATTACH, 1)
+        assert time.monotonic() - started < HANG_BOUND
+        await limiter.aclose()
