@@ -19,7 +19,10 @@ __all__ = ["at_least", "boolean", "integer_at_least", "refuse"]
 
 def refuse(setting: str, accepts: str, value: object) -> ConfigurationError:
     """The error for ``setting``: what it accepts and what it got."""
-    return ConfigurationError(f"{setting} must be {accepts}, got {type(value).__name__} {value!r}")
+    from ._fields import safe_repr
+
+    shown = f"{type(value).__name__} {safe_repr(value)}"
+    return ConfigurationError(f"{setting} must be {accepts}, got {shown}")
 
 
 def at_least(minimum: float, *, strict: bool = False) -> Callable[[Any, Any, Any], None]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -36,9 +37,11 @@ __all__ = [
     "message_body",
     "message_id",
     "message_option",
+    "not_a_list",
     "only_false",
     "only_true",
     "push",
+    "safe_repr",
     "save",
     "string",
     "string_list",
@@ -53,7 +56,25 @@ Encoder = Callable[[Any], Form]
 
 
 def _type_name(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"[:80]
+    return f"{type(value).__name__} {safe_repr(value)}"[:80]
+
+
+def safe_repr(value: object) -> str:
+    """repr() that cannot fail: an int past Python's 4300-digit limit, a broken __repr__."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        return repr(value)[:200]
+    except Exception:  # a caller's object with a broken __repr__: say what it is
+        return f"<{type(value).__name__} object>"
+
+
+# NIM's integers are Java longs.
+_LONG = range(-(2**63), 2**63)
+
+
+def _long(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in _LONG
 
 
 def _refuse(parameter: str, accepts: str, value: object) -> InvalidRequest:
@@ -80,7 +101,8 @@ class Param:
         """Return the form fields for ``value``; none for an optional None.
 
         Raises:
-            InvalidRequest: ``value`` is None but required, or of a type the parameter refuses.
+            InvalidRequest: ``value`` is None but required, or of a type the
+                parameter refuses.
         """
         if value is None:
             if self.required:
@@ -170,8 +192,8 @@ def integer(name: str) -> Encoder:
     """An ``int`` (not a bool) sent in decimal."""
 
     def encode(value: object) -> Form:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _refuse(name, "an int", value)
+        if not _long(value):
+            raise _refuse(name, "an int that fits in 64 bits", value)
         return {name: str(value)}
 
     return encode
@@ -181,11 +203,11 @@ def message_id(name: str) -> Encoder:
     """A message id: an ``int``, or a ``str`` of decimal digits."""
 
     def encode(value: object) -> Form:
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            return {name: value}
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+            value = int(value)
+        if _long(value):
             return {name: str(value)}
-        raise _refuse(name, "a message id: an int or a str of digits", value)
+        raise _refuse(name, "a message id: an int or a str of digits, within 64 bits", value)
 
     return encode
 
@@ -193,12 +215,17 @@ def message_id(name: str) -> Encoder:
 def epoch_millis(name: str) -> Encoder:
     """A ``datetime`` (naive means local time) or epoch milliseconds as an ``int``."""
 
+    accepts = "a datetime or epoch milliseconds (an int within 64 bits)"
+
     def encode(value: object) -> Form:
         if isinstance(value, dt.datetime):
-            return {name: str(int(value.timestamp() * 1000))}
-        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                value = int(value.timestamp() * 1000)
+            except (ValueError, OverflowError, OSError) as exc:  # year 1 in a zone east of UTC
+                raise _refuse(name, accepts, value) from exc
+        if _long(value):
             return {name: str(value)}
-        raise _refuse(name, "a datetime or epoch milliseconds (int)", value)
+        raise _refuse(name, accepts, value)
 
     return encode
 
@@ -229,7 +256,7 @@ def string_list(name: str) -> Encoder:
     accepts = "an iterable of str (not a single str)"
 
     def encode(value: object) -> Form:
-        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        if not_a_list(value) or not isinstance(value, Iterable):
             raise _refuse(name, accepts, value)
         items = list(value)
         if not all(isinstance(item, str) for item in items):
@@ -252,6 +279,13 @@ _BODY_FIELD_KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "float": ("a finite number", _finite_number),
     "Any": ("a JSON-able value", lambda value: True),
 }
+
+
+def not_a_list(value: object) -> bool:
+    """True for what iterates but is no list of accids: text, bytes, a mapping, a file."""
+    return isinstance(value, str | bytes | bytearray | Mapping | io.IOBase) or not isinstance(
+        value, Iterable | AsyncIterable
+    )
 
 
 def message_body(value: object) -> Form:
@@ -301,7 +335,11 @@ def upload_content(value: object) -> Form:
 
 def file_content(value: object) -> Form:
     """Bytes, a path or a binary file, sent as the multipart ``content`` part (msg/fileUpload)."""
-    part = file_part(value)
+    accepts = "bytes, the path of a readable file, or an open binary file object"
+    try:
+        part = file_part(value)
+    except (OSError, ValueError) as exc:  # no such file, a directory, a NUL or a surrogate
+        raise InvalidRequest("content", accepts, f"{_type_name(value)}: {exc}"[:160]) from exc
     if part is None:
-        raise _refuse("content", "bytes, a path or a binary file object", value)
+        raise _refuse("content", accepts, value)
     return {"content": part}

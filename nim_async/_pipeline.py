@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ from ._errors import (
     NimError,
     RateLimited,
 )
-from ._fields import Form, json_text
+from ._fields import Form, json_text, not_a_list, safe_repr
 from ._http import exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._retry import RetryPolicy
@@ -116,13 +116,11 @@ class Pipeline:
         Raises:
             InvalidRequest: An argument breaks its rule; nothing was sent.
         """
-        if isinstance(recipients, str | bytes) or not isinstance(
-            recipients, Iterable | AsyncIterable
-        ):
+        if not_a_list(recipients):
             raise InvalidRequest(
                 "toAccids",
-                "an iterable or async iterable of accids (not a single string)",
-                f"{type(recipients).__name__} {recipients!r}"[:80],
+                "an iterable or async iterable of accids (not a str, a mapping or a file)",
+                f"{type(recipients).__name__} {safe_repr(recipients)}"[:80],
             )
         fields = endpoint.form(arguments)
         validate(endpoint.action, fields)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any, cast
@@ -80,7 +81,8 @@ def file_part(content: object) -> Upload | None:
     """Return the part for ``content``, reading nothing yet; None if it is none of the three.
 
     Raises:
-        OSError: A path that cannot be read.
+        OSError: A path that is not a readable regular file.
+        ValueError: A path with a NUL, a closed file object.
     """
     if isinstance(content, bytes):
         data = content
@@ -93,9 +95,16 @@ def file_part(content: object) -> Upload | None:
         def open_path() -> AbstractContextManager[IO[bytes]]:
             return open(path, "rb")
 
-        return Upload(os.path.basename(path), open_path, os.stat(path).st_size)
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise IsADirectoryError(f"{path!r} is not a regular file")
+        with open(path, "rb"):
+            pass  # readable now, or OSError before the limiter is touched
+        return Upload(os.path.basename(path), open_path, status.st_size)
     if isinstance(content, io.TextIOBase) or not isinstance(content, io.IOBase | IO):
         return None  # a text-mode file would hand httpx str, not bytes
+    if getattr(content, "closed", False):
+        raise ValueError("the file object is closed")
     stream = cast(IO[bytes], content)
     name = os.path.basename(str(getattr(stream, "name", "") or "upload"))
     if stream.seekable():

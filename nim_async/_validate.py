@@ -56,6 +56,10 @@ def _bad_accid(accid: object) -> bool:
     return not isinstance(accid, str) or not 0 < len(accid) <= 32
 
 
+def _not_empty(value: str, form: Mapping[str, str]) -> object:
+    return "an empty value" if value == "" else None
+
+
 def _accid(value: str, form: Mapping[str, str]) -> object:
     return f"{len(value)} characters" if _bad_accid(value) else None
 
@@ -200,6 +204,10 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("body", "JSON of at most 5000 characters", _json_text(5000), _SENDS),
     _Rule("body", "at most 4096 characters", _max_chars(4096), frozenset({act.BROADCAST})),
     _Rule("msgDesc", "at most 500 characters", _max_chars(500)),
+    # The server reads an empty required field as a missing one.
+    _Rule("attach", "non-empty (it is required)", _not_empty, _ATTACHES),
+    _Rule("body", "non-empty (it is required)", _not_empty, frozenset({act.BROADCAST})),
+    _Rule("content", "non-empty (it is required)", _not_empty, frozenset({act.UPLOAD})),
     _Rule("attach", "at most 4096 characters", _max_chars(4096), _ATTACHES),
     _Rule("attach", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),
     _Rule("msg", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),

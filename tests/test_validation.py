@@ -118,6 +118,7 @@ ROWS = [
     Row("from", attach(from_=VALUE), "a" * 32, "a" * 33),
     Row("to", attach(to=VALUE), "b" * 32, "b" * 33),
     Row("attach", attach(attach=VALUE), "x" * 4096, "x" * 4097),
+    Row("attach", attach(attach=VALUE), "x", ""),
     Row("attach", attach(attach=VALUE), {"k": "好" * 4088}, {"k": "好" * 4089}),
     Row("pushcontent", attach(push=VALUE), nim.Push("p" * 500), nim.Push("p" * 501)),
     Row(
@@ -149,6 +150,7 @@ ROWS = [
     Row("fromAccid", call("send_batch_attach_msg", from_=VALUE), "a" * 32, "a" * 33),
     Row("toAccids", call("send_batch_attach_msg", to=VALUE), ["b" * 32], ["b" * 33]),
     Row("attach", call("send_batch_attach_msg", attach=VALUE), "x" * 4096, "x" * 4097),
+    Row("attach", call("send_batch_attach_msg", attach=VALUE), "x", ""),
     Row("sound", call("send_batch_attach_msg", sound=VALUE), "s" * 30, "s" * 31),
     Row(
         "forcePushContent",
@@ -165,6 +167,7 @@ ROWS = [
     Row("env", call("send_batch_attach_msg", env=VALUE), "v" * 32, "v" * 33),
     # msg/upload and msg/fileUpload
     Row("content", call("upload", content=VALUE), b"u" * MB15, b"u" * (MB15 + 1)),
+    Row("content", call("upload", content=VALUE), b"u", b""),
     Row("expireSec", call("upload", expire_sec=VALUE), 86400, 86399),
     Row("tag", call("upload", tag=VALUE), "t" * 32, "t" * 33),
     Row("content", call("file_upload", content=VALUE), b"u" * MB15, b"u" * (MB15 + 1)),
@@ -204,6 +207,7 @@ ROWS = [
     Row("env", call("recall", env=VALUE), "v" * 32, "v" * 33),
     # msg/broadcastMsg
     Row("body", call("broadcast", body=VALUE), "b" * 4096, "b" * 4097),
+    Row("body", call("broadcast", body=VALUE), "b", ""),
     Row("from", call("broadcast", from_=VALUE), "a" * 32, "a" * 33),
     Row("targetOs", call("broadcast", target_os=VALUE), ALL_OS, ["ios", "android"]),
     Row("ttl", call("broadcast", ttl_hours=VALUE), 1, 0),

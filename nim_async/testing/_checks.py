@@ -29,12 +29,17 @@ __all__ = [
     "SubsetOf",
 ]
 
-_INTEGER = re.compile(r"-?[0-9]+")
+# The service is Java: integers are longs, at most 19 digits.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_LONG = range(-(2**63), 2**63)
 
 
 def _as_int(value: str) -> int | None:
     # Strict ASCII digits: int() would also take " 7", "+7", "7_0" and other digits.
-    return int(value) if _INTEGER.fullmatch(value) else None
+    if not _INTEGER.fullmatch(value):
+        return None
+    number = int(value)
+    return number if number in _LONG else None
 
 
 def _load(value: str) -> tuple[bool, object]:
