@@ -333,8 +333,8 @@ class NimClient(BaseClient):
             The file's URL.
 
         Raises:
-            InvalidRequest: Over 15 MB, or a parameter breaks its limit; nothing was sent.
-            OSError: The path cannot be read.
+            InvalidRequest: Over 15 MB, a path that is not a readable file, a
+                closed file object, or a parameter breaks its limit; nothing was sent.
             NimAPIError: An error answer.
         """
         return await self._open_pipeline().call(FILE_UPLOAD, locals())
