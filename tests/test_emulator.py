@@ -6,6 +6,7 @@ check the emulator against the facts file, not against the client.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
 import subprocess
@@ -122,6 +123,56 @@ async def test_curtime_is_checked_against_the_real_clock(emu: NimEmulator) -> No
     assert (await post(emu, "msg/sendMsg", TEXT, headers=stale)).json()["code"] == 414
     emu.advance(3600)
     assert (await post(emu, "msg/sendMsg", TEXT)).json()["code"] == 200
+
+
+def _date(response: httpx.Response) -> float:
+    """The answer's one Date header (RFC 7231) as Unix seconds."""
+    (date,) = response.headers.get_list("date")
+    return email.utils.parsedate_to_datetime(date).timestamp()
+
+
+async def test_every_answer_carries_a_date_header(emu: NimEmulator) -> None:
+    """A success, a 414, an unknown action and an upload download all carry Date."""
+    sent = await post(emu, "msg/sendMsg", TEXT)
+    refused = await post(emu, "msg/sendMsg", {})
+    unknown = await post(emu, "msg/nothing", TEXT)
+    uploaded = await post(emu, "msg/fileUpload", {}, files={"content": b"x"})
+    async with httpx.AsyncClient(transport=emu.transport()) as client:
+        downloaded = await client.get(uploaded.json()["url"])
+        elsewhere = await client.get("https://api.netease.im/other")
+    for response in (sent, refused, unknown, uploaded, downloaded, elsewhere):
+        assert abs(_date(response) - time.time()) < 5
+
+
+async def test_clock_skew_moves_the_curtime_check_and_the_date_header() -> None:
+    """clock_skew=600: a CurTime from the real clock is 414, Date is 600 s ahead, real+600 is ok."""
+    emu = NimEmulator(KEY, SECRET, clock_skew=600)
+    stale = await post(emu, "msg/sendMsg", TEXT)
+    assert stale.json()["code"] == 414
+    assert "CurTime" in stale.json()["desc"]
+    assert abs(_date(stale) - (time.time() + 600)) < 5
+    ahead = signed(cur_time=str(int(time.time()) + 600))
+    accepted = await post(emu, "msg/sendMsg", TEXT, headers=ahead)
+    assert accepted.json()["code"] == 200
+    assert abs(emu.messages[0].timetag / 1000 - (time.time() + 600)) < 5
+
+
+async def test_a_negative_clock_skew_puts_the_service_behind() -> None:
+    """clock_skew=-400: CurTime must be 400 s behind the real clock."""
+    emu = NimEmulator(KEY, SECRET, clock_skew=-400)
+    assert (await post(emu, "msg/sendMsg", TEXT)).json()["code"] == 414
+    behind = signed(cur_time=str(int(time.time()) - 400))
+    response = await post(emu, "msg/sendMsg", TEXT, headers=behind)
+    assert response.json()["code"] == 200
+    assert abs(_date(response) - (time.time() - 400)) < 5
+
+
+async def test_advance_moves_neither_the_curtime_check_nor_the_date(emu: NimEmulator) -> None:
+    """advance() ages messages; Date and the signature check keep the service's clock."""
+    emu.advance(3600)
+    response = await post(emu, "msg/sendMsg", TEXT)
+    assert response.json()["code"] == 200
+    assert abs(_date(response) - time.time()) < 5
 
 
 @pytest.mark.parametrize(
@@ -265,6 +316,8 @@ async def test_serve_forever_serves_until_cancelled() -> None:
                 await anyio.sleep(0.01)
         tasks.cancel_scope.cancel()
     assert response.json()["code"] == 200
+    # uvicorn's own Date header is off: the one Date is the emulator's.
+    assert len(response.headers.get_list("date")) == 1
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))
 

@@ -129,15 +129,15 @@ async def test_recalling_an_unknown_message_answers_200(emu: NimEmulator) -> Non
 @pytest.mark.parametrize(
     ("sender", "to", "kind"), [("bob", "bob", "7"), ("alice", "carol", "7"), ("alice", "bob", "8")]
 )
-async def test_recall_with_the_wrong_parties_or_type_is_403(
+async def test_recall_with_the_wrong_parties_or_type_answers_200_and_recalls_nothing(
     emu: NimEmulator, sender: str, to: str, kind: str
 ) -> None:
-    """from, to and p2p/team type must match the stored message."""
+    """NetEase's recall page: a wrong from, to (or type) is treated as a successful recall."""
     sent = data(await send(emu))
     answer = await call(
         emu, "msg/recall", about(sent["msgid"], sent["timetag"], type=kind, from_=sender, to=to)
     )
-    assert answer["code"] == 403
+    assert answer == {"code": 200}
     assert not emu.messages[0].recalled
 
 
@@ -183,7 +183,7 @@ async def test_del_msg_one_way_marks_the_message(emu: NimEmulator) -> None:
 
 
 async def test_broadcast_answers_its_message(emu: NimEmulator) -> None:
-    """broadcastMsg answers msg with times in ms, expireTime = createTime + ttl hours."""
+    """broadcastMsg answers msg (sender in msg.from, as the Java SDK reads it), times in ms."""
     answer = await call(
         emu,
         "msg/broadcastMsg",
@@ -192,7 +192,7 @@ async def test_broadcast_answers_its_message(emu: NimEmulator) -> None:
     msg = answer["msg"]
     assert isinstance(msg, dict)
     assert msg["expireTime"] - msg["createTime"] == 10 * 3_600_000
-    assert (msg["body"], msg["isOffline"], msg["targetOs"], msg["fromAccid"]) == (
+    assert (msg["body"], msg["isOffline"], msg["targetOs"], msg["from"]) == (
         "abc",
         True,
         ["ios", "pc"],
@@ -208,12 +208,13 @@ async def test_broadcast_answers_its_message(emu: NimEmulator) -> None:
 
 
 async def test_broadcast_defaults(emu: NimEmulator) -> None:
-    """Defaults: not offline, seven days, every platform, no fromAccid."""
+    """Defaults: not offline, seven days, every platform, no sender."""
     msg = (await call(emu, "msg/broadcastMsg", form(body="abc")))["msg"]
     assert isinstance(msg, dict)
     assert msg["isOffline"] is False
     assert msg["expireTime"] - msg["createTime"] == 168 * 3_600_000
     assert msg["targetOs"] == ["ios", "aos", "pc", "web", "mac"]
+    assert "from" not in msg
     assert "fromAccid" not in msg
 
 
@@ -228,5 +229,16 @@ async def test_del_roam_session_is_recorded(emu: NimEmulator) -> None:
         "code": 200
     }
     (deletion,) = emu.roam_deletions
-    assert (deletion.from_, deletion.to, deletion.team) == ("alice", "t1", True)
+    assert (deletion.from_, deletion.to, deletion.team, deletion.type) == ("alice", "t1", True, 2)
     assert abs(deletion.at - time.time()) < 5
+
+
+@pytest.mark.parametrize(("kind", "team"), [("1", False), ("2", True), ("3", True)])
+async def test_del_roam_session_takes_p2p_team_and_super_team(
+    emu: NimEmulator, kind: str, team: bool
+) -> None:
+    """Java SDK DeleteRoamSessionRequestV1: type 1 p2p, 2 team, 3 super team (to is its tid)."""
+    answer = await call(emu, "msg/delRoamSession", form(type=kind, from_="alice", to="bob"))
+    assert answer == {"code": 200}
+    (deletion,) = emu.roam_deletions
+    assert (deletion.type, deletion.team) == (int(kind), team)

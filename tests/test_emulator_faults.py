@@ -204,6 +204,46 @@ async def test_calls_spaced_by_the_period_are_never_refused() -> None:
     assert emu.rate_limited == 0
 
 
+async def test_job_nos_del_allows_five_calls_a_day() -> None:
+    """Given 5 calls/day with a day's block, the emulator answers the sixth job/nos/del 416."""
+    day = 86_400.0
+    emu = NimEmulator(
+        KEY, SECRET, rate_limits=Limits({"job/nos/del": ActionLimits((Rate(5, day),), day)})
+    )
+    start, end = _yesterday()
+    nos = {"startTime": str(start), "endTime": str(end)}
+    assert [await code(emu, "job/nos/del", nos) for _ in range(7)] == [200] * 5 + [416] * 2
+    assert len(emu.nos_tasks) == 5
+    assert await code(emu) == 200  # other actions are not limited
+
+
+@pytest.mark.parametrize(
+    ("action", "fields"),
+    [
+        ("msg/markReadMsg", {"from": "bob", "to": "alice", "msgidClient": "c1"}),
+        ("msg/markReadTeamMsg", {"accid": "bob", "tid": "1", "msgids": "[1]"}),
+        ("msg/delMsg", {"deleteMsgid": "1", "timetag": "1", "type": "7", "from": "a", "to": "b"}),
+        ("history/delBroadcastMsgById", {"broadcastId": "1"}),
+    ],
+)
+async def test_the_new_actions_are_frequency_controlled(
+    action: str, fields: dict[str, str]
+) -> None:
+    """The four SDK-only actions take limits like the others: the breach is 416."""
+    emu = NimEmulator(
+        KEY, SECRET, rate_limits=Limits({action: ActionLimits((Rate(2, 60.0),), 60.0)})
+    )
+    assert [await code(emu, action, fields) for _ in range(3)] == [200, 200, 416]
+    assert emu.rate_limited == 1
+
+
+def _yesterday() -> tuple[int, int]:
+    # seeds/003 job/nos/del: a span of one day ending before today (UTC+8).
+    day_ms, offset = 86_400_000, 8 * 3_600_000
+    today = (int(time.time() * 1000) + offset) // day_ms * day_ms - offset
+    return today - 1 - day_ms, today - 1
+
+
 def test_rate_limits_need_for_action() -> None:
     """An object without for_action is refused at once."""
     with pytest.raises(TypeError, match="for_action"):
@@ -246,6 +286,22 @@ def test_several_rates_all_hold_and_refused_calls_count_nowhere(clock: FakeClock
     # 4.5: the 10 s window holds 0, 1.5, 3 → breach, blocked until 6.5; 5.0 in the block;
     # 7.0: the 10 s window still holds three → breach again; 11.0: (1, 11] holds 1.5, 3 → ok.
     assert results == [True, True, True, False, False, False, True]
+
+
+def test_a_day_window_with_a_day_block(clock: FakeClock) -> None:
+    """job/nos/del's 5 calls/day, blocked a day: the sixth call starts a day of refusals.
+
+    The block starts at the refused call, so the action admits again a day after
+    it, and the window then holds none of the first five.
+    """
+    day = 86_400.0
+    limits = Limits({"job/nos/del": ActionLimits((Rate(5, day),), block=day)})
+    control = FrequencyControl(limits, clock)
+    admitted = []
+    for at in (0, 1000, 2000, 3000, 4000, 5000, day - 1, 5000 + day - 1, 5000 + day):
+        clock.now = 100.0 + at
+        admitted.append(control.admit("job/nos/del"))
+    assert admitted == [True] * 5 + [False, False, False, True]
 
 
 def test_an_action_without_limits_is_never_refused(clock: FakeClock) -> None:

@@ -1,4 +1,4 @@
-"""The emulator's parameter rules, from the seeds: one row per broken rule.
+"""The emulator's parameter rules, from the seeds and the official SDKs: one row per broken rule.
 
 Each row takes a valid call of an action, breaks one parameter, and expects
 code 414 with a desc naming that parameter; the valid calls themselves answer 200.
@@ -52,6 +52,10 @@ VALID: dict[str, dict[str, str]] = {
     "msg/broadcastMsg": {"body": "hello"},
     "msg/delMsgOneWay": {"deleteMsgid": "1", "timetag": "1", "type": "13", "from": "a", "to": "b"},
     "msg/delRoamSession": {"type": "1", "from": "a", "to": "b"},
+    "msg/markReadMsg": {"from": "b", "to": "a", "msgidClient": "c1"},
+    "msg/markReadTeamMsg": {"accid": "a", "tid": "1", "msgids": "[1]"},
+    "msg/delMsg": {"deleteMsgid": "1", "timetag": "1", "type": "7", "from": "a", "to": "b"},
+    "history/delBroadcastMsgById": {"broadcastId": "1"},
 }
 
 # Every optional parameter with a valid value: the emulator must not refuse these.
@@ -77,6 +81,12 @@ FULL: dict[str, dict[str, str]] = {
         "msgSenderNoSense": "0",
         "msgReceiverNoSense": "1",
         "env": "prod",
+        "yidunAntiSpamExt": json.dumps({"k": "v" * 1015}),  # 1024 characters
+        "async": "true",
+        "robotAccount": "r" * 100,
+        "robotTopic": "t",
+        "robotFunction": "f",
+        "robotCustomContent": "c",
     },
     "msg/sendBatchMsg": {
         **VALID["msg/sendBatchMsg"],
@@ -85,6 +95,8 @@ FULL: dict[str, dict[str, str]] = {
         "msgDesc": "d",
         "ext": "e",
         "useYidun": "0",
+        "msgSenderNoSense": "1",
+        "yidunAntiSpamExt": "{}",
     },
     "msg/sendAttachMsg": {
         **VALID["msg/sendAttachMsg"],
@@ -98,18 +110,25 @@ FULL: dict[str, dict[str, str]] = {
         "forcePushAll": "false",
         "forcePushList": '["x"]',
         "env": "e",
+        "checkAccidAsyncEnable": "false",
     },
     "msg/sendBatchAttachMsg": {
         **VALID["msg/sendBatchAttachMsg"],
         "attach": "a" * 4096,
         "save": "1",
         "isForcePush": "false",
+        "checkAccidAsyncEnable": "true",
     },
-    "msg/upload": {**VALID["msg/upload"], "type": "jpg", "ishttps": "true", "expireSec": "86400"},
+    "msg/upload": {
+        **VALID["msg/upload"],
+        "type": "t" * 128,
+        "ishttps": "true",
+        "expireSec": "86400",
+    },
     "job/nos/del": {**VALID["job/nos/del"], "contentType": "image", "tag": "t" * 32},
     "msg/recall": {
         **VALID["msg/recall"],
-        "msg": "m",
+        "msg": "m" * 128,
         "ignoreTime": "1",
         "pushcontent": "p" * 600,  # seeds/003: past 500 characters it is truncated, not refused
         "payload": "{}",
@@ -123,8 +142,12 @@ FULL: dict[str, dict[str, str]] = {
         "ttl": "24",
         "targetOs": '["ios","aos","pc","web","mac"]',
     },
-    "msg/delMsgOneWay": {**VALID["msg/delMsgOneWay"], "type": "14", "msg": "m"},
-    "msg/delRoamSession": {"type": "2", "from": "a", "to": "t" * 32},
+    "msg/delMsgOneWay": {**VALID["msg/delMsgOneWay"], "type": "14", "msg": "m" * 128},
+    "msg/delRoamSession": {"type": "3", "from": "a", "to": "t" * 32},
+    "msg/markReadMsg": {"from": "b" * 32, "to": "a" * 32, "msgidClient": "c" * 200},
+    "msg/markReadTeamMsg": {"accid": "a", "tid": "9" * 18, "msgids": f"[1, {2**63 - 1}]"},
+    "msg/delMsg": {**VALID["msg/delMsg"], "type": "8", "to": "t" * 32},
+    "history/delBroadcastMsgById": {"broadcastId": str(2**63 - 1)},
 }
 
 
@@ -174,6 +197,9 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/sendMsg", "msgSenderNoSense", "2"),
     ("msg/sendMsg", "msgReceiverNoSense", "-1"),
     ("msg/sendMsg", "env", "e" * 33),
+    ("msg/sendMsg", "yidunAntiSpamExt", "{"),
+    ("msg/sendMsg", "yidunAntiSpamExt", json.dumps({"k": "v" * 1016})),  # 1025 characters
+    ("msg/sendMsg", "async", "1"),
     ("msg/sendBatchMsg", "fromAccid", MISSING),
     ("msg/sendBatchMsg", "toAccids", MISSING),
     ("msg/sendBatchMsg", "toAccids", "[]"),
@@ -184,6 +210,8 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/sendBatchMsg", "body", MISSING),
     ("msg/sendBatchMsg", "returnMsgid", "yes"),
     ("msg/sendBatchMsg", "option", '{"badge":1}'),
+    ("msg/sendBatchMsg", "msgSenderNoSense", "2"),
+    ("msg/sendBatchMsg", "yidunAntiSpamExt", "x"),
     ("msg/sendAttachMsg", "msgtype", MISSING),
     ("msg/sendAttachMsg", "msgtype", "2"),
     ("msg/sendAttachMsg", "attach", MISSING),
@@ -197,7 +225,9 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/sendAttachMsg", "forcePushList", _accids(101)),
     ("msg/sendAttachMsg", "payload", "{"),
     ("msg/sendAttachMsg", "env", "e" * 33),
-    ("msg/sendBatchAttachMsg", "toAccids", _accids(501)),
+    ("msg/sendAttachMsg", "checkAccidAsyncEnable", "1"),
+    ("msg/sendBatchAttachMsg", "toAccids", _accids(5001)),
+    ("msg/sendBatchAttachMsg", "checkAccidAsyncEnable", "yes"),
     ("msg/sendBatchAttachMsg", "attach", MISSING),
     ("msg/sendBatchAttachMsg", "save", "0"),
     ("msg/sendBatchAttachMsg", "forcePushContent", "c" * 501),
@@ -206,6 +236,7 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/upload", "expireSec", "86399"),
     ("msg/upload", "ishttps", "1"),
     ("msg/upload", "tag", "t" * 33),
+    ("msg/upload", "type", "t" * 129),
     ("job/nos/del", "startTime", MISSING),
     ("job/nos/del", "endTime", "yesterday"),
     ("job/nos/del", "startTime", "0"),
@@ -222,7 +253,7 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/recall", "to", MISSING),
     ("msg/recall", "ignoreTime", "0"),
     ("msg/recall", "ignoreTime", "true"),
-    ("msg/recall", "msg", "m" * 5001),
+    ("msg/recall", "msg", "m" * 129),
     ("msg/recall", "payload", "x"),
     ("msg/recall", "attach", "a" * 5001),
     ("msg/broadcastMsg", "body", MISSING),
@@ -235,9 +266,37 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/delMsgOneWay", "type", "7"),
     ("msg/delMsgOneWay", "deleteMsgid", MISSING),
     ("msg/delMsgOneWay", "from", MISSING),
-    ("msg/delRoamSession", "type", "3"),
+    ("msg/delMsgOneWay", "msg", "m" * 129),
+    ("msg/delRoamSession", "type", "4"),
+    ("msg/delRoamSession", "type", "0"),
     ("msg/delRoamSession", "to", MISSING),
     ("msg/delRoamSession", "from", "f" * 33),
+    ("msg/markReadMsg", "from", MISSING),
+    ("msg/markReadMsg", "from", "f" * 33),
+    ("msg/markReadMsg", "to", MISSING),
+    ("msg/markReadMsg", "to", "t" * 33),
+    ("msg/markReadMsg", "msgidClient", MISSING),
+    ("msg/markReadMsg", "msgidClient", ""),
+    ("msg/markReadTeamMsg", "accid", MISSING),
+    ("msg/markReadTeamMsg", "accid", "a" * 33),
+    ("msg/markReadTeamMsg", "tid", MISSING),
+    ("msg/markReadTeamMsg", "tid", "team"),
+    ("msg/markReadTeamMsg", "msgids", MISSING),
+    ("msg/markReadTeamMsg", "msgids", "[]"),
+    ("msg/markReadTeamMsg", "msgids", "1"),
+    ("msg/markReadTeamMsg", "msgids", '["1"]'),
+    ("msg/markReadTeamMsg", "msgids", "[true]"),
+    ("msg/markReadTeamMsg", "msgids", "[1.5]"),
+    ("msg/markReadTeamMsg", "msgids", f"[{2**63}]"),
+    ("msg/delMsg", "deleteMsgid", MISSING),
+    ("msg/delMsg", "deleteMsgid", "x"),
+    ("msg/delMsg", "timetag", MISSING),
+    ("msg/delMsg", "type", MISSING),
+    ("msg/delMsg", "type", "13"),
+    ("msg/delMsg", "from", MISSING),
+    ("msg/delMsg", "to", "t" * 33),
+    ("history/delBroadcastMsgById", "broadcastId", MISSING),
+    ("history/delBroadcastMsgById", "broadcastId", "abc"),
 ]
 
 
@@ -270,9 +329,15 @@ async def test_return_msgid_allows_at_most_100_recipients() -> None:
     assert "toAccids" in str(answer["desc"])
 
 
-async def test_500_recipients_are_accepted() -> None:
-    """seeds/003 sendBatchMsg and sendBatchAttachMsg: "限500人" is inclusive."""
-    data = VALID["msg/sendBatchAttachMsg"] | {"toAccids": _accids(500)}
+async def test_500_recipients_are_accepted_by_send_batch_msg() -> None:
+    """seeds/003 sendBatchMsg: "限500人" is inclusive."""
+    data = VALID["msg/sendBatchMsg"] | {"toAccids": _accids(500)}
+    assert (await post("msg/sendBatchMsg", data))["code"] == 200
+
+
+async def test_send_batch_attach_msg_takes_5000_recipients() -> None:
+    """Java SDK SendBatchAttachMsgRequestV1: toAccids "最多 5000 人" (seeds/000: 5,000)."""
+    data = VALID["msg/sendBatchAttachMsg"] | {"toAccids": _accids(5000)}
     assert (await post("msg/sendBatchAttachMsg", data))["code"] == 200
 
 
@@ -310,12 +375,17 @@ async def test_a_file_upload_over_15_mb_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("data", "param"),
-    [({}, "content"), ({"expireSec": "100"}, "expireSec"), ({"ishttps": "yes"}, "ishttps")],
+    [
+        ({}, "content"),
+        ({"expireSec": "100"}, "expireSec"),
+        ({"ishttps": "yes"}, "ishttps"),
+        ({"type": "t" * 129}, "type"),
+    ],
 )
 async def test_file_upload_fields_follow_the_upload_rules(data: dict[str, str], param: str) -> None:
-    """msg/fileUpload's text fields have msg/upload's rules."""
+    """msg/fileUpload's text fields have msg/upload's rules (type: Java SDK, at most 128)."""
     # Some file part keeps the body multipart when "content" is the one missing.
     files = {"other" if param == "content" else "content": b"x"}
-    answer = await post("msg/fileUpload", data | {"type": "text/plain"}, files)
+    answer = await post("msg/fileUpload", {"type": "text/plain"} | data, files)
     assert answer["code"] == 414
     assert param in str(answer["desc"])

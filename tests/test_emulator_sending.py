@@ -165,3 +165,58 @@ async def test_batch_attach_stores_one_notification_per_recipient(emu: NimEmulat
     )
     assert answer == {"code": 200, "unregister": ["x"]}
     assert [(m.to, m.msgid) for m in emu.messages] == [("bob", None), ("carol", None)]
+
+
+async def test_check_accid_async_enable_leaves_unregister_out(emu: NimEmulator) -> None:
+    """Java SDK SendBatchAttachMsgResponseV1: with checkAccidAsyncEnable=true, no unregister."""
+    answer = await call(
+        emu,
+        "msg/sendBatchAttachMsg",
+        form(fromAccid="alice", toAccids='["bob","x"]', attach="{}", checkAccidAsyncEnable="true"),
+    )
+    assert answer == {"code": 200}
+    assert [m.to for m in emu.messages] == ["bob"]
+    assert emu.messages[0].form["checkAccidAsyncEnable"] == "true"
+
+
+async def test_check_accid_async_disabled_keeps_unregister(emu: NimEmulator) -> None:
+    """checkAccidAsyncEnable=false answers unregister as without it."""
+    answer = await call(
+        emu,
+        "msg/sendBatchAttachMsg",
+        form(fromAccid="alice", toAccids='["bob","x"]', attach="{}", checkAccidAsyncEnable="false"),
+    )
+    assert answer == {"code": 200, "unregister": ["x"]}
+
+
+async def test_new_send_msg_fields_are_kept_in_the_form(emu: NimEmulator) -> None:
+    """sendMsg's SDK-only fields (yidunAntiSpamExt, async, robot*) are stored as sent."""
+    extra = {
+        "yidunAntiSpamExt": '{"k":"v"}',
+        "async": "true",
+        "robotAccount": "bot",
+        "robotTopic": "t",
+        "robotFunction": "f",
+        "robotCustomContent": "c" * 5000,
+    }
+    assert (await send(emu, **extra))["code"] == 200
+    assert {k: emu.messages[0].form[k] for k in extra} == extra
+
+
+async def test_send_batch_msg_keeps_msg_sender_no_sense(emu: NimEmulator) -> None:
+    """sendBatchMsg takes msgSenderNoSense and yidunAntiSpamExt and stores them."""
+    answer = await call(
+        emu,
+        "msg/sendBatchMsg",
+        form(
+            fromAccid="alice",
+            toAccids='["bob"]',
+            type="0",
+            body=TEXT_BODY,
+            msgSenderNoSense="1",
+            yidunAntiSpamExt="{}",
+        ),
+    )
+    assert answer["code"] == 200
+    stored = emu.messages[0].form
+    assert (stored["msgSenderNoSense"], stored["yidunAntiSpamExt"]) == ("1", "{}")

@@ -6,12 +6,14 @@ records, log records, printed lines), never how long anything took.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 import anyio
@@ -92,6 +94,23 @@ async def test_serve_forever_connections_use_tcp_nodelay() -> None:
                     await anyio.sleep(0.01)
         tasks.cancel_scope.cancel()
     assert nodelay != 0
+
+
+async def test_a_served_answer_has_one_date_header_from_the_skewed_clock() -> None:
+    """On a real port uvicorn's Date is off: one Date, the emulator's, 600 s ahead."""
+    emu = NimEmulator(KEY, SECRET, clock_skew=600)
+    ahead = signed(cur_time=str(int(time.time()) + 600))
+    with emu.serve() as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            stale = await client.post("msg/sendMsg.action", data=TEXT, headers=signed())
+            accepted = await client.post("msg/sendMsg.action", data=TEXT, headers=ahead)
+    assert stale.json()["code"] == 414
+    assert "CurTime" in stale.json()["desc"]
+    assert accepted.json()["code"] == 200
+    for response in (stale, accepted):
+        (date,) = response.headers.get_list("date")
+        skewed = email.utils.parsedate_to_datetime(date).timestamp()
+        assert abs(skewed - (time.time() + 600)) < 5
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -5,12 +5,21 @@ importing this package does not, so the pytest plugin loads without it.
 """
 
 from ._emulator import NimEmulator
-from ._records import Call, NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+from ._records import (
+    Call,
+    NosTask,
+    ReadReceipt,
+    RoamDeletion,
+    StoredBroadcast,
+    StoredMessage,
+    Upload,
+)
 
 __all__ = [
     "Call",
     "NimEmulator",
     "NosTask",
+    "ReadReceipt",
     "RoamDeletion",
     "StoredBroadcast",
     "StoredMessage",

@@ -12,7 +12,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._records import NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+import attrs
+
+from ._records import (
+    NosTask,
+    ReadReceipt,
+    RoamDeletion,
+    StoredBroadcast,
+    StoredMessage,
+    Upload,
+)
 from ._rules import TARGET_OS
 from ._wire import Answer, Request, nim_answer, nim_error
 from ._world import World
@@ -103,7 +112,10 @@ def _batch(world: World, req: Request, *, notification: bool) -> Answer:
         if msgid is not None:
             msgids[accid] = msgid
     fields: dict[str, Any] = {} if notification else {"timetag": timetag}
-    if unregister:
+    # Java SDK SendBatchAttachMsgResponseV1: with checkAccidAsyncEnable=true the
+    # accounts are checked asynchronously, and the answer has no unregister at all.
+    unchecked = notification and form.get("checkAccidAsyncEnable") == "true"
+    if unregister and not unchecked:
         # facts: documented both as an array and as a JSON-encoded string of one.
         string = world.unregister_as_string
         fields["unregister"] = json.dumps(unregister) if string else unregister
@@ -175,22 +187,36 @@ def clean_nos(world: World, req: Request) -> Answer:
     return nim_answer(data={"taskid": task.taskid})
 
 
-def _find(world: World, req: Request, team_type: int) -> StoredMessage | Answer | None:
+def _find(
+    world: World, req: Request, team_type: int, *, strict: bool = True
+) -> StoredMessage | Answer | None:
+    """The stored message a call names by deleteMsgid, from, to and type.
+
+    ``None`` when there is none; when one has that msgid but other parties or
+    type, a 403 if ``strict``, else ``None`` too.
+    """
     form = req.form
     message = world.by_msgid.get(int(form["deleteMsgid"]))
     if message is None:
         return None
     team = int(form["type"]) == team_type
     if (message.from_, message.to, message.team) != (form["from"], form["to"], team):
+        if not strict:
+            return None
         return nim_error(403, "from, to or type do not match message deleteMsgid")
     return message
 
 
 def recall(world: World, req: Request) -> Answer:
-    """msg/recall: mark a stored message recalled, within the recall window."""
-    found = _find(world, req, team_type=8)
+    """msg/recall: mark a stored message recalled, within the recall window.
+
+    A message that does not exist, or whose ``from``, ``to`` or ``type`` differ,
+    answers 200 and nothing changes.
+    """
+    # NetEase's recall page: a wrong deleteMsgid, from or to is treated as a
+    # successful recall (200); facts: recalling a message that does not exist answers 200.
+    found = _find(world, req, team_type=8, strict=False)
     if not isinstance(found, StoredMessage):
-        # facts: recalling a message that does not exist answers 200.
         return found or nim_answer()
     age_ms = world.now_ms() - found.timetag
     if "ignoreTime" in req.form:
@@ -203,7 +229,10 @@ def recall(world: World, req: Request) -> Answer:
 
 
 def delete_one_way(world: World, req: Request) -> Answer:
-    """msg/delMsgOneWay: mark a stored message deleted for its recipients."""
+    """msg/delMsgOneWay: mark a stored message deleted for its recipients.
+
+    An unknown msgid answers 200; a msgid whose parties or type differ, 403.
+    """
     found = _find(world, req, team_type=14)
     if not isinstance(found, StoredMessage):
         return found or nim_answer()
@@ -242,15 +271,110 @@ def broadcast(world: World, req: Request) -> Answer:
         "targetOs": list(record.target_os),
     }
     if sender is not None:
-        msg["fromAccid"] = sender
+        # Java SDK BroadcastMessageResponseV1 / MessageV1Service read msg.from.
+        msg["from"] = sender
     return nim_answer(msg=msg)
 
 
 def delete_roam_session(world: World, req: Request) -> Answer:
-    """msg/delRoamSession: record the deletion of a p2p (type 1) or team (type 2) session."""
+    """msg/delRoamSession: record the deletion of a p2p (1), team (2) or super team (3) session."""
     form = req.form
-    team = int(form["type"]) == 2
-    world.roam_deletions.append(RoamDeletion(form["from"], form["to"], team, world.now()))
+    kind = int(form["type"])
+    world.roam_deletions.append(
+        RoamDeletion(form["from"], form["to"], team=kind != 1, at=world.now(), type=kind)
+    )
+    return nim_answer()
+
+
+def mark_read(world: World, req: Request) -> Answer:
+    """msg/markReadMsg: record a p2p read receipt; answer ``data.timestamp`` (ms)."""
+    form = req.form
+    reader, sender = form["from"], form["to"]
+    problem = world.account_problem("from", reader) or world.account_problem("to", sender)
+    if problem is not None:
+        return problem
+    stamp = world.now_ms()
+    receipt = ReadReceipt(
+        action=req.action,
+        reader=reader,
+        to=sender,
+        team=False,
+        msgid_client=form["msgidClient"],
+        msgids=(),
+        failed=(),
+        timestamp=stamp,
+    )
+    world.read_receipts.append(receipt)
+    # Java SDK MarkReadMessageResponseV1: data.timestamp, a Long.
+    return nim_answer(data={"timestamp": stamp})
+
+
+def mark_read_team(world: World, req: Request) -> Answer:
+    """msg/markReadTeamMsg: mark team messages read by ``accid``; answer ``data.errMsgIds``.
+
+    An id fails when no message has it, when its message is not in team ``tid``,
+    or when that message was recalled or deleted.
+    """
+    form = req.form
+    reader, tid = form["accid"], str(int(form["tid"]))
+    problem = world.account_problem("accid", reader) or world.recipient_problem(
+        True, "tid", tid, reader, sender_param="accid"
+    )
+    if problem is not None:
+        return problem
+    marked: list[int] = []
+    failed: list[int] = []
+    for msgid in dict.fromkeys(json.loads(form["msgids"])):
+        message = world.by_msgid.get(msgid)
+        if (
+            message is None
+            or not message.team
+            or message.to != tid
+            or message.recalled
+            or message.deleted
+        ):
+            failed.append(msgid)
+            continue
+        message.read_by.add(reader)
+        marked.append(msgid)
+    receipt = ReadReceipt(
+        action=req.action,
+        reader=reader,
+        to=tid,
+        team=True,
+        msgid_client=None,
+        msgids=tuple(marked),
+        failed=tuple(failed),
+        timestamp=world.now_ms(),
+    )
+    world.read_receipts.append(receipt)
+    # Java SDK MessageV1Service reads data.errMsgIds as a List<Long>.
+    return nim_answer(data={"errMsgIds": failed})
+
+
+def delete_message(world: World, req: Request) -> Answer:
+    """msg/delMsg: mark a stored message deleted (type 7 p2p, 8 team).
+
+    An unknown msgid answers 200; a msgid whose parties or type differ, 403
+    (as ``msg/delMsgOneWay``).
+    """
+    found = _find(world, req, team_type=8)
+    if not isinstance(found, StoredMessage):
+        return found or nim_answer()
+    found.deleted = True
+    return nim_answer()
+
+
+def delete_broadcast(world: World, req: Request) -> Answer:
+    """history/delBroadcastMsgById: mark a stored broadcast deleted.
+
+    An unknown (or already deleted) broadcastId answers 200, as a recall of an
+    unknown message does: there is nothing left to delete.
+    """
+    broadcast_id = int(req.form["broadcastId"])
+    for i, record in enumerate(world.broadcasts):
+        if record.broadcast_id == broadcast_id:
+            world.broadcasts[i] = attrs.evolve(record, deleted=True)
     return nim_answer()
 
 
@@ -268,4 +392,9 @@ ACTIONS: Mapping[str, Handler] = {
     "msg/broadcastMsg": broadcast,
     "msg/delMsgOneWay": delete_one_way,
     "msg/delRoamSession": delete_roam_session,
+    # Java SDK MessageV1UrlContext: the four actions the seeds do not cover.
+    "msg/markReadMsg": mark_read,
+    "msg/markReadTeamMsg": mark_read_team,
+    "msg/delMsg": delete_message,
+    "history/delBroadcastMsgById": delete_broadcast,
 }

@@ -4,9 +4,12 @@ It decodes each request under ``/nimserver/`` into a `Request` (headers, form or
 multipart body), hands it to the emulator, waits out the emulator's latency, and
 writes the `Answer` back: JSON as ``application/json; charset=utf-8`` (seeds:
 every answer example), or the HTML page of an injected gateway failure.
-``GET /nos/<id>`` serves uploaded files. A client that disconnects is not an
-error: a cut-off body is a request that never arrived, and a client gone during
-the latency leaves its call recorded and carried out, unanswered.
+``GET /nos/<id>`` serves uploaded files. Every answer, whatever its path,
+carries one ``Date`` header (RFC 7231) from the emulator's clock, which may be
+skewed; uvicorn's own is turned off where it serves the app. A client that
+disconnects is not an error: a cut-off body is a request that never arrived,
+and a client gone during the latency leaves its call recorded and carried out,
+unanswered.
 This is the only module that imports Starlette.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import mimetypes
 from collections.abc import Callable
+from email.utils import formatdate
 from urllib.parse import parse_qsl
 
 import anyio
@@ -25,6 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._records import Upload
 from ._rules import MAX_UPLOAD_BYTES
@@ -147,19 +152,44 @@ def _media_type(upload: Upload) -> str:
     return guessed or "application/octet-stream"
 
 
+class _DateHeader:
+    """ASGI middleware: one ``Date`` header, from ``clock``, on every HTTP answer."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float]) -> None:
+        self._app = app
+        self._clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def send_dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # Stamped as the answer starts, after any latency, as a server does.
+                date = formatdate(self._clock(), usegmt=True).encode("latin-1")
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await self._app(scope, receive, send_dated)
+
+
 def build_app(
     handle: Callable[[Request], tuple[Answer, float]],
     download: Callable[[str], Upload | None],
-) -> Starlette:
+    clock: Callable[[], float],
+) -> ASGIApp:
     """Build the ASGI app.
 
     Args:
         handle: Answers one decoded NIM request (the emulator's pipeline), with the
             seconds to wait before sending the answer.
         download: Finds a live upload by id, or ``None``.
+        clock: The service's clock, Unix seconds, for the ``Date`` header.
 
     Returns:
-        A Starlette app with ``/nimserver/<action>.action`` and ``/nos/<id>``.
+        An ASGI app with ``/nimserver/<action>.action`` and ``/nos/<id>``.
     """
 
     async def nim(request: HttpRequest) -> Response:
@@ -178,9 +208,10 @@ def build_app(
             return PlainTextResponse("Not Found", status_code=404)
         return Response(upload.content, media_type=_media_type(upload))
 
-    return Starlette(
+    routes = Starlette(
         routes=[
             Route("/nimserver/{path:path}", nim, methods=_METHODS),
             Route("/nos/{upload_id}", nos, methods=["GET", "HEAD"]),
         ]
     )
+    return _DateHeader(routes, clock)

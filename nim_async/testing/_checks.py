@@ -20,6 +20,7 @@ __all__ = [
     "FileBytes",
     "Flags",
     "IntIn",
+    "IntList",
     "Integer",
     "JsonText",
     "MaxChars",
@@ -166,6 +167,25 @@ class StrList:
             return f"must have at least {self.min_items} item(s)"
         if self.item_chars is not None and any(len(i) > self.item_chars for i in data):
             return f"has an item longer than {self.item_chars} characters"
+        return None
+
+
+@attrs.frozen
+class IntList:
+    """A JSON array of at least ``min_items`` integers that fit a Java long (message ids)."""
+
+    min_items: int = 1
+
+    def problem(self, value: str) -> str | None:
+        """See `Rule.problem`."""
+        ok, data = _load(value)
+        # bool is an int in Python, but true/false are not numbers in JSON.
+        if not ok or not isinstance(data, list):
+            return "must be a JSON array of integers"
+        if not all(type(i) is int and i in _LONG for i in data):
+            return "must be a JSON array of integers"
+        if len(data) < self.min_items:
+            return f"must have at least {self.min_items} item(s)"
         return None
 
 

@@ -7,7 +7,8 @@ Each request goes through one pipeline (`NimEmulator._answer`):
     → frequency control (416) → Content-Type and parameter rules (414)
     → the action → injected fault with after=True → latency → answer
 
-and is recorded in `NimEmulator.calls`, whatever its outcome.
+and is recorded in `NimEmulator.calls`, whatever its outcome. Every HTTP answer
+carries a ``Date`` header from the emulator's own clock (``clock_skew`` included).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -27,7 +27,15 @@ import httpx
 from ._actions import ACTIONS
 from ._checksum import auth_problem
 from ._limiter import FrequencyControl
-from ._records import Call, NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+from ._records import (
+    Call,
+    NosTask,
+    ReadReceipt,
+    RoamDeletion,
+    StoredBroadcast,
+    StoredMessage,
+    Upload,
+)
 from ._rules import check
 from ._wire import Answer, Request, html_error, nim_error
 from ._world import World
@@ -54,9 +62,11 @@ class NimEmulator:
 
     Use it in-process through `transport` or on a real port through `serve`.
     It checks the signing headers, Content-Type and every parameter rule of the
-    seeds (414 naming the parameter), knows registered accounts and teams,
-    stores messages (recall finds them), enforces frequency control (416) and
-    answers injected faults.
+    seeds and the official server SDKs (414 naming the parameter), knows
+    registered accounts and teams, stores messages (recall, deletion and read
+    receipts find them), enforces frequency control (416) and answers injected
+    faults. Besides the eleven actions of the seeds it knows ``msg/markReadMsg``,
+    ``msg/markReadTeamMsg``, ``msg/delMsg`` and ``history/delBroadcastMsgById``.
 
     Attributes:
         calls: Every request under ``/nimserver/``, in arrival order, rejected ones included.
@@ -73,6 +83,7 @@ class NimEmulator:
         rate_limits: object | None = None,
         unregister_as_string: bool = False,
         recall_window: float = 120.0,
+        clock_skew: float = 0.0,
     ) -> None:
         """Create an emulated app.
 
@@ -89,6 +100,10 @@ class NimEmulator:
                 string of the array (the other documented shape) instead of an array.
             recall_window: How old (seconds) a message may be for ``msg/recall``
                 without ``ignoreTime`` (facts: two minutes by default).
+            clock_skew: Seconds added to the real clock to make the service's clock:
+                it checks ``CurTime`` (±300 s), stamps the ``Date`` header of every
+                answer and, with `advance`, timetags and ages. For testing clients
+                whose clock is off.
 
         Raises:
             TypeError: ``rate_limits`` has no ``for_action`` method.
@@ -101,6 +116,7 @@ class NimEmulator:
             teams=teams,
             recall_window=recall_window,
             unregister_as_string=unregister_as_string,
+            clock_skew=clock_skew,
         )
         self._control = FrequencyControl(rate_limits)
         self._faults: dict[str, deque[_Fault]] = {}
@@ -145,8 +161,13 @@ class NimEmulator:
 
     @property
     def broadcasts(self) -> list[StoredBroadcast]:
-        """The broadcasts ``msg/broadcastMsg`` accepted."""
+        """The broadcasts ``msg/broadcastMsg`` accepted (deleted ones marked ``deleted``)."""
         return self._world.broadcasts
+
+    @property
+    def read_receipts(self) -> list[ReadReceipt]:
+        """The read receipts ``msg/markReadMsg`` and ``msg/markReadTeamMsg`` accepted."""
+        return self._world.read_receipts
 
     @property
     def app(self) -> ASGIApp:
@@ -154,7 +175,7 @@ class NimEmulator:
         if self._app is None:
             from ._app import build_app  # Starlette is an extra: import it only when needed
 
-            self._app = build_app(self._handle, self._download)
+            self._app = build_app(self._handle, self._download, self._world.clock)
         return self._app
 
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -281,14 +302,17 @@ class NimEmulator:
     def advance(self, seconds: float) -> None:
         """Move the emulator's wall clock forward by ``seconds``.
 
-        It moves timetags, the ``CurTime`` check, the recall window, upload
-        expiry and "today"; frequency control keeps real monotonic time.
+        It moves timetags, the recall window, upload expiry and "today", so stored
+        messages age without waiting. It does not move the ``CurTime`` check or
+        the ``Date`` header, which follow the real clock plus ``clock_skew``, so
+        signatures made with the real clock stay valid; frequency control keeps
+        real monotonic time.
         """
         with self._lock:
             self._world.offset += seconds
 
     def now(self) -> float:
-        """The emulator's wall clock, Unix seconds."""
+        """The emulator's wall clock, Unix seconds (``clock_skew`` and `advance` included)."""
         return self._world.now()
 
     def summary(self) -> str:
@@ -375,9 +399,10 @@ class NimEmulator:
             return nim_error(404, f"unknown action {req.path!r}", status=404)
         if req.method != "POST":
             return nim_error(405, f"{req.method} is not allowed: NIM actions take POST", status=405)
-        # CurTime is checked against the real clock: advance() ages stored
-        # messages without making every signature look stale.
-        problem = auth_problem(req.headers, self._app_key, self._app_secret, time.time())
+        # CurTime is checked against the service's clock (real time plus
+        # clock_skew), not advance()'s: that ages stored messages without making
+        # every signature look stale.
+        problem = auth_problem(req.headers, self._app_key, self._app_secret, self._world.clock())
         if problem is not None:
             return nim_error(414, problem)
         fault = self._take_fault(req.action)

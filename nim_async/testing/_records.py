@@ -1,8 +1,9 @@
 """What the emulator remembers: requests, messages, uploads and the other records.
 
 These are the public record types a test reads from a `NimEmulator`. They are
-plain attrs classes; only `StoredMessage` is mutable, because recall and
-one-way deletion change a message after it was stored.
+plain attrs classes; only `StoredMessage` is mutable, because recall, deletion
+and team read receipts change a message after it was stored. A deleted
+broadcast is replaced by a copy marked ``deleted``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Call", "NosTask", "RoamDeletion", "StoredBroadcast", "StoredMessage", "Upload"]
+__all__ = [
+    "Call",
+    "NosTask",
+    "ReadReceipt",
+    "RoamDeletion",
+    "StoredBroadcast",
+    "StoredMessage",
+    "Upload",
+]
 
 
 def _sizes(files: dict[str, bytes]) -> dict[str, str]:
@@ -67,6 +76,8 @@ class StoredMessage:
             deliveries of a batch call: read it, do not change it).
         recalled: Set by a successful ``msg/recall``.
         deleted_one_way: Set by a successful ``msg/delMsgOneWay``.
+        deleted: Set by a successful ``msg/delMsg``.
+        read_by: The accids that marked this team message read (``msg/markReadTeamMsg``).
     """
 
     action: str
@@ -81,6 +92,8 @@ class StoredMessage:
     form: dict[str, str]
     recalled: bool = False
     deleted_one_way: bool = False
+    deleted: bool = False
+    read_by: set[str] = attrs.Factory(set)
 
 
 @attrs.frozen
@@ -142,14 +155,16 @@ class RoamDeletion:
     Attributes:
         from_: The account whose roaming session was deleted.
         to: The other side: an accid, or a team id when ``team``.
-        team: Whether it was a team session (``type=2``).
+        team: Whether it was a team session (``type`` 2 or 3).
         at: The emulator's wall clock (seconds) of the call.
+        type: The ``type`` field: 1 p2p, 2 team, 3 super team (``to`` is its tid).
     """
 
     from_: str
     to: str
     team: bool
     at: float
+    type: int
 
 
 @attrs.frozen
@@ -165,6 +180,7 @@ class StoredBroadcast:
         target_os: The client platforms it targets.
         create_time: Unix milliseconds by the emulator's clock.
         expire_time: ``create_time`` plus ``ttl_hours``, Unix milliseconds.
+        deleted: Set (on a copy that replaces it) by ``history/delBroadcastMsgById``.
     """
 
     broadcast_id: int
@@ -175,3 +191,31 @@ class StoredBroadcast:
     target_os: tuple[str, ...]
     create_time: int
     expire_time: int
+    deleted: bool = False
+
+
+@attrs.frozen
+class ReadReceipt:
+    """A read receipt accepted by ``msg/markReadMsg`` (p2p) or ``msg/markReadTeamMsg``.
+
+    Attributes:
+        action: ``"msg/markReadMsg"`` or ``"msg/markReadTeamMsg"``.
+        reader: The account that read: ``from`` (p2p) or ``accid`` (team).
+        to: The original sender's accid (p2p), or the team id (team).
+        team: Whether it is a team read receipt.
+        msgid_client: The client-side message id (``msgidClient``), p2p only.
+        msgids: The server message ids marked read, team only (each such stored
+            message has ``reader`` in its ``read_by``).
+        failed: The team msgids that could not be marked (the answer's ``errMsgIds``).
+        timestamp: Unix milliseconds by the emulator's clock (p2p: the answer's
+            ``data.timestamp``).
+    """
+
+    action: str
+    reader: str
+    to: str
+    team: bool
+    msgid_client: str | None
+    msgids: tuple[int, ...]
+    failed: tuple[int, ...]
+    timestamp: int

@@ -1,8 +1,11 @@
 """The parameter rules of every action, as one table, and the one function that checks them.
 
 A rule is a row (parameter, rule with its limit, required or not), taken from the
-seed documents (seeds/003 for all eleven actions, seeds/000 for the two attach
-actions) and the facts file. `check` walks an action's rows in order and then
+seed documents (seeds/003 for the eleven original actions, seeds/000 for the two
+attach actions), the facts file, and NetEase's official server SDKs
+(yunxin-server-sdk-java, yunxin-server-sdk-golang) for the parameters and the
+four actions the seeds do not cover (markReadMsg, markReadTeamMsg, delMsg,
+history/delBroadcastMsgById). `check` walks an action's rows in order and then
 its cross-field rules; the first failure is the 414 ``desc``, and it always names
 the parameter. Parameters not in the table are ignored, as the real service does.
 """
@@ -21,6 +24,7 @@ from ._checks import (
     Flags,
     Integer,
     IntIn,
+    IntList,
     JsonText,
     MaxChars,
     OneOf,
@@ -63,7 +67,14 @@ _MSG_OPTION = Flags(
 )
 _ATTACH_OPTION = Flags(frozenset({"badge", "needPushNick", "route"}))
 _TO_ACCIDS = StrList(500, min_items=1, item_chars=32)  # "限500人"
+# Java SDK SendBatchAttachMsgRequestV1: toAccids "最多 5000 人" (seeds/000: 5,000 too).
+_ATTACH_TO_ACCIDS = StrList(5000, min_items=1, item_chars=32)
+# Java SDK SendMessageRequestV1 / SendBatchMessageRequestV1: yidunAntiSpamExt, JSON, ≤1024.
+_YIDUN_EXT = JsonText(1024)
 _ZERO_ONE = IntIn((0, 1))
+# Java SDK RecallMessageRequestV1 and DeleteMessageOneWayRequestV1: msg "最大长度 128 个字符".
+_NOTICE = MaxChars(128)
+_FILE_TYPE = MaxChars(128)  # Java SDK UploadFileRequestV1: type "最多 128 字符"
 TARGET_OS = ("ios", "aos", "pc", "web", "mac")  # broadcastMsg: the default is all
 
 # sendAttachMsg and sendBatchAttachMsg: the rows the two seed tables share.
@@ -75,6 +86,8 @@ _NOTIFICATION_ROWS = (
     Row("option", _ATTACH_OPTION),
     Row("isForcePush", _BOOL),
     Row("forcePushContent", MaxChars(500)),
+    # Java SDK SendBatchAttachMsgRequestV1 and its single-recipient twin: checkAccidAsyncEnable.
+    Row("checkAccidAsyncEnable", _BOOL),
 )
 
 RULES: Mapping[str, tuple[Row, ...]] = {
@@ -104,6 +117,13 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         Row("msgSenderNoSense", _ZERO_ONE),
         Row("msgReceiverNoSense", _ZERO_ONE),
         Row("env", _ENV),
+        Row("yidunAntiSpamExt", _YIDUN_EXT),
+        Row("async", _BOOL),  # Java SDK SendMessageRequestV1: async, true/false
+        # Java SDK SendMessageRequestV1: the robot fields are free text, no documented limit.
+        Row("robotAccount"),
+        Row("robotTopic"),
+        Row("robotFunction"),
+        Row("robotCustomContent"),
     ),
     "msg/sendBatchMsg": (
         _req("fromAccid", _ACCID),
@@ -120,6 +140,8 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         Row("yidunAntiCheating", JsonText(1024)),
         Row("returnMsgid", _BOOL),
         Row("env", _ENV),
+        Row("msgSenderNoSense", _ZERO_ONE),  # Java SDK SendBatchMessageRequestV1
+        Row("yidunAntiSpamExt", _YIDUN_EXT),
     ),
     "msg/sendAttachMsg": (
         _req("from", _ACCID),
@@ -133,21 +155,21 @@ RULES: Mapping[str, tuple[Row, ...]] = {
     ),
     "msg/sendBatchAttachMsg": (
         _req("fromAccid", _ACCID),
-        _req("toAccids", _TO_ACCIDS),
+        _req("toAccids", _ATTACH_TO_ACCIDS),
         _req("attach", MaxChars(4096)),
         *_NOTIFICATION_ROWS,
         Row("env", _ENV),
     ),
     "msg/upload": (
         _req("content", Base64(MAX_UPLOAD_BYTES)),
-        Row("type"),  # free text: the file's type
+        Row("type", _FILE_TYPE),
         Row("ishttps", _BOOL),
         Row("expireSec", Integer(minimum=86_400)),  # "必须大于等于86400"
         Row("tag", MaxChars(32)),
     ),
     "msg/fileUpload": (
         _req("content", FileBytes(MAX_UPLOAD_BYTES)),
-        Row("type"),
+        Row("type", _FILE_TYPE),
         Row("ishttps", _BOOL),
         Row("expireSec", Integer(minimum=86_400)),
         Row("tag", MaxChars(32)),
@@ -164,7 +186,7 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         _req("type", IntIn((7, 8))),
         _req("from", _ACCID),
         _req("to", _ACCID),
-        Row("msg", MaxChars(5000)),
+        Row("msg", _NOTICE),
         Row("ignoreTime", OneOf(("1",))),  # "1表示绕过撤回时间检测,其它为非法参数"
         # pushcontent past 500 characters is truncated, not refused (seeds/003 recall).
         Row("payload", _PAYLOAD),
@@ -184,12 +206,36 @@ RULES: Mapping[str, tuple[Row, ...]] = {
         _req("type", IntIn((13, 14))),
         _req("from", _ACCID),
         _req("to", _ACCID),
+        Row("msg", _NOTICE),
     ),
     "msg/delRoamSession": (
-        _req("type", IntIn((1, 2))),
+        # Java SDK DeleteRoamSessionRequestV1: "1-单聊，2-高级群，3-超大群".
+        _req("type", IntIn((1, 2, 3))),
         _req("from", _ACCID),
         _req("to", _ACCID),
     ),
+    # Java SDK MarkReadMessageRequestV1: the reader, the original sender, the client msg id.
+    "msg/markReadMsg": (
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+        _req("msgidClient"),
+    ),
+    # Java SDK MarkReadTeamMessageRequestV1: msgids is a JSON array of server msgids (longs).
+    "msg/markReadTeamMsg": (
+        _req("accid", _ACCID),
+        _req("tid", Integer()),
+        _req("msgids", IntList()),
+    ),
+    # Java SDK DeleteMessageRequestV1: as recall, type 7 p2p and 8 team.
+    "msg/delMsg": (
+        _req("deleteMsgid", Integer()),
+        _req("timetag", Integer()),
+        _req("type", IntIn((7, 8))),
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+    ),
+    # Java SDK DeleteBroadcastMessageByIdRequestV1: broadcastId, a long.
+    "history/delBroadcastMsgById": (_req("broadcastId", Integer()),),
 }
 
 

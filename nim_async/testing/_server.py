@@ -5,7 +5,8 @@ timeout, as a socket would be. `serve_in_thread` is for tests in the same
 process: it binds the socket first (so port 0 works and connections queue from
 the start), runs uvicorn on its own event loop in a daemon thread, and stops it
 on exit. `serve_forever` runs in the caller's loop, for ``nim-async emulator --port N``.
-Both call ``on_stop`` once the server has shut down.
+Both call ``on_stop`` once the server has shut down, and both turn off uvicorn's
+``Date`` header: the app sets its own, from the emulator's (possibly skewed) clock.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def serve_in_thread(
         access_log=False,
         ws="none",
         timeout_graceful_shutdown=_SHUTDOWN_GRACE,
+        date_header=False,  # the app's Date header follows the emulator's clock
     )
     server = _server(config, on_stop)
     thread = threading.Thread(
@@ -186,7 +188,8 @@ async def serve_forever(
     import uvicorn
 
     sock = _bind(host, port)
-    server = _server(uvicorn.Config(app, lifespan="off", ws="none"), on_stop)
+    config = uvicorn.Config(app, lifespan="off", ws="none", date_header=False)
+    server = _server(config, on_stop)
     try:
         await server.serve(sockets=[sock])
     except BaseException:

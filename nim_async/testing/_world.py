@@ -1,5 +1,9 @@
-"""The emulated service's state: its clock, accounts, teams and everything stored.
+"""The emulated service's state: its clocks, accounts, teams and everything stored.
 
+Two clocks: `World.clock` is the service's own clock (real time plus the
+emulator's ``clock_skew``), which checks ``CurTime`` and stamps the ``Date``
+header; `World.now` is that clock moved on by `advance` (``offset``), which
+stamps timetags and ages messages, uploads and "today".
 Callers hold the emulator's lock while they use a `World`; it has none of its own.
 """
 
@@ -9,7 +13,14 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 
-from ._records import NosTask, RoamDeletion, StoredBroadcast, StoredMessage, Upload
+from ._records import (
+    NosTask,
+    ReadReceipt,
+    RoamDeletion,
+    StoredBroadcast,
+    StoredMessage,
+    Upload,
+)
 from ._wire import Answer, nim_error
 
 __all__ = ["World"]
@@ -29,6 +40,7 @@ class World:
         teams: Mapping[str, Iterable[str]] | None,
         recall_window: float,
         unregister_as_string: bool,
+        clock_skew: float = 0.0,
     ) -> None:
         self.accounts: set[str] | None = None if accounts is None else set(accounts)
         # Teams with a member list; with teams=None any other tid exists too,
@@ -45,13 +57,19 @@ class World:
         self.nos_tasks: list[NosTask] = []
         self.roam_deletions: list[RoamDeletion] = []
         self.broadcasts: list[StoredBroadcast] = []
+        self.read_receipts: list[ReadReceipt] = []
+        self.clock_skew = clock_skew
         self.offset = 0.0
         self._msgids = itertools.count(_FIRST_MSGID)
         self._broadcast_ids = itertools.count(_FIRST_BROADCAST_ID)
 
+    def clock(self) -> float:
+        """The service's own clock, Unix seconds: real time plus ``clock_skew``."""
+        return time.time() + self.clock_skew
+
     def now(self) -> float:
-        """The emulated wall clock, Unix seconds (real time shifted by `offset`)."""
-        return time.time() + self.offset
+        """The emulated wall clock, Unix seconds: `clock` moved on by `offset`."""
+        return self.clock() + self.offset
 
     def now_ms(self) -> int:
         """The emulated wall clock, Unix milliseconds (the unit of timetags)."""
@@ -75,7 +93,9 @@ class World:
             return None
         return nim_error(404, f"{param}: account {accid!r} does not exist")
 
-    def recipient_problem(self, team: bool, param: str, to: str, sender: str) -> Answer | None:
+    def recipient_problem(
+        self, team: bool, param: str, to: str, sender: str, sender_param: str = "from"
+    ) -> Answer | None:
         """A 404 (or 804) answer if a message from ``sender`` cannot go to ``to``, else ``None``.
 
         Args:
@@ -83,6 +103,7 @@ class World:
             param: The parameter ``to`` came in, for the ``desc``.
             to: The accid or tid.
             sender: The sender's accid; for a team with a member list it must be a member.
+            sender_param: The parameter ``sender`` came in, for the ``desc``.
         """
         if not team:
             return self.account_problem(param, to)
@@ -91,7 +112,7 @@ class World:
             return None if self.open_teams else nim_error(404, f"{param}: team {to!r} not found")
         if sender not in members:
             # facts: 804 "user not in team"
-            return nim_error(804, f"from: {sender!r} is not a member of team {to!r}")
+            return nim_error(804, f"{sender_param}: {sender!r} is not a member of team {to!r}")
         return None
 
     def store(self, message: StoredMessage) -> None:
