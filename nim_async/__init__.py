@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from importlib.metadata import version as _metadata_version
 
-from ._client import CHINA_URL, OVERSEAS_URL, NimClient
+from ._client import CHINA_URL, OVERSEAS_URL, YUNXIN_CN_URLS, YUNXIN_SG_URLS, NimClient
 from ._errors import (
     BatchFailed,
     ChunkCancelled,
     ClientStateError,
+    ClockSkew,
     ConfigurationError,
     DuplicateRequest,
     InvalidRequest,
@@ -48,6 +49,8 @@ from ._retry import RetryPolicy
 __all__ = [
     "CHINA_URL",
     "OVERSEAS_URL",
+    "YUNXIN_CN_URLS",
+    "YUNXIN_SG_URLS",
     "ActionLimits",
     "BatchFailed",
     "BatchJob",
@@ -56,6 +59,7 @@ __all__ = [
     "Broadcast",
     "ChunkCancelled",
     "ClientStateError",
+    "ClockSkew",
     "ConfigurationError",
     "Custom",
     "DuplicateRequest",

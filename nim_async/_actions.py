@@ -6,9 +6,13 @@ __all__ = [
     "ACTIONS",
     "BROADCAST",
     "CLEAN_NOS",
+    "DEL_BROADCAST",
+    "DEL_MSG",
     "DEL_MSG_ONE_WAY",
     "DEL_ROAM_SESSION",
     "FILE_UPLOAD",
+    "MARK_READ",
+    "MARK_TEAM_READ",
     "RECALL",
     "SEND_ATTACH_MSG",
     "SEND_BATCH_ATTACH_MSG",
@@ -29,6 +33,12 @@ RECALL = "msg/recall"
 BROADCAST = "msg/broadcastMsg"
 DEL_MSG_ONE_WAY = "msg/delMsgOneWay"
 DEL_ROAM_SESSION = "msg/delRoamSession"
+# The rest of the message service, as the official server SDKs have it (Java SDK
+# MessageV1UrlContext: /msg/markReadMsg.action, ..., /history/delBroadcastMsgById.action).
+MARK_READ = "msg/markReadMsg"
+MARK_TEAM_READ = "msg/markReadTeamMsg"
+DEL_MSG = "msg/delMsg"
+DEL_BROADCAST = "history/delBroadcastMsgById"
 
 ACTIONS = frozenset(
     {
@@ -43,19 +53,26 @@ ACTIONS = frozenset(
         BROADCAST,
         DEL_MSG_ONE_WAY,
         DEL_ROAM_SESSION,
+        MARK_READ,
+        MARK_TEAM_READ,
+        DEL_MSG,
+        DEL_BROADCAST,
     }
 )
+# "sendMsg" → "msg/sendMsg", "delBroadcastMsgById" → "history/delBroadcastMsgById".
+_BY_NAME = {path.rsplit("/", 1)[1]: path for path in ACTIONS if not path.startswith("job/")}
 
 
 def canonical_action(name: str) -> str:
     """Return an action's path form: ``"sendMsg"`` or ``"msg/sendMsg.action"`` → ``"msg/sendMsg"``.
 
     Raises:
-        ValueError: ``name`` is not one of the eleven message actions.
+        ConfigurationError: ``name`` is not one of the message actions.
     """
-    path = name.removesuffix(".action")
-    if "/" not in path:
-        path = f"msg/{path}"
+    path = name.removesuffix(".action") if isinstance(name, str) else ""
+    path = _BY_NAME.get(path, path)
     if path not in ACTIONS:
-        raise ValueError(f"unknown NIM action {name!r}; known: {', '.join(sorted(ACTIONS))}")
+        from ._config import refuse
+
+        raise refuse("action", f"one of {', '.join(sorted(ACTIONS))}", name)
     return path

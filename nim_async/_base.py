@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from importlib.metadata import version
 from types import TracebackType
 from typing import TypeVar
@@ -17,8 +18,10 @@ import httpx
 from anyio.lowlevel import RunVar
 
 from ._auth import CheckSumAuth
-from ._config import refuse
+from ._clock import ServerClock
+from ._config import int_between, refuse
 from ._errors import ClientStateError
+from ._http import Hosts
 from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
@@ -35,11 +38,24 @@ __all__ = [
     "MSGID_BATCH_SIZE",
     "OVERSEAS_URL",
     "USER_AGENT",
+    "YUNXIN_CN_URLS",
+    "YUNXIN_SG_URLS",
     "BaseClient",
 ]
 
+# The seeds' address, the default (facts: "Base URLs"; the seeds win for defaults).
 CHINA_URL = "https://api.netease.im/nimserver/"
 OVERSEAS_URL = "https://api-sg.netease.im/nimserver/"
+# What both official server SDKs address today, with their backups, in the
+# order they try them (Java SDK core/Constants.java; Go SDK src/core/base/constants.go).
+YUNXIN_CN_URLS = tuple(
+    f"https://{host}.yunxinapi.com/nimserver/"
+    for host in ("api-cn", "api-cn-bak", "api-cn-01", "api-cn-02", "api-cn-03")
+)
+YUNXIN_SG_URLS = tuple(
+    f"https://{host}.yunxinapi.com/nimserver/"
+    for host in ("api-sg", "api-sg-bak", "api-sg-01", "api-sg-02", "api-sg-03")
+)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_BATCH_SIZE = 500
@@ -91,9 +107,29 @@ def _checked_retry(value: object) -> RetryPolicy:
 
 
 def _checked_batch_size(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
-        raise refuse("batch_size", f"an int from 1 to {MAX_BATCH_SIZE} (the seed's limit)", value)
-    return value
+    # seed: "最大限500人"; sendBatchAttachMsg alone takes more, per call (batch_size=).
+    return int_between("batch_size", value, 1, MAX_BATCH_SIZE)
+
+
+def _checked_hosts(value: object) -> Hosts:
+    urls = [value] if isinstance(value, str | httpx.URL) else value
+    accepts = "an http(s) URL, or a non-empty sequence of them (tried in order)"
+    if not isinstance(urls, Sequence) or isinstance(urls, str) or not urls:
+        raise refuse("base_url", accepts, value)
+    checked = []
+    for url in urls:
+        if not isinstance(url, str | httpx.URL):
+            raise refuse("base_url", accepts, value)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise refuse("base_url", accepts, value) from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise refuse("base_url", accepts, value)
+        # A base URL must end with "/" for "msg/sendMsg.action" to go under it.
+        path = parsed.path if parsed.path.endswith("/") else parsed.path + "/"
+        checked.append(parsed.copy_with(path=path))
+    return Hosts(tuple(checked))
 
 
 def _hold_time(timeout: httpx.Timeout) -> float:
@@ -116,7 +152,7 @@ class BaseClient:
         app_key: str,
         app_secret: str,
         *,
-        base_url: str | httpx.URL = CHINA_URL,
+        base_url: str | httpx.URL | Sequence[str | httpx.URL] = CHINA_URL,
         rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
         limiter: Limiter | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -126,12 +162,9 @@ class BaseClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._app_key = _text("app_key", app_key)
+        self._clock = ServerClock()
         secret = _text("app_secret", app_secret)
-        if not isinstance(base_url, str | httpx.URL) or httpx.URL(base_url).scheme not in (
-            "http",
-            "https",
-        ):
-            raise refuse("base_url", "an http(s) URL", base_url)
+        hosts = _checked_hosts(base_url)
         if limiter is not None and not isinstance(limiter, Limiter):
             raise refuse("limiter", "a LocalLimiter, a RedisLimiter or None", limiter)
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
@@ -143,8 +176,8 @@ class BaseClient:
         self._batch_size = _checked_batch_size(batch_size)
         http_timeout = _checked_timeout(timeout)
         self._http = httpx.AsyncClient(
-            base_url=base_url,
-            auth=CheckSumAuth(self._app_key, secret),
+            base_url=hosts.current,
+            auth=CheckSumAuth(self._app_key, secret, clock=self._clock.now),
             timeout=http_timeout,
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -154,6 +187,8 @@ class BaseClient:
         )
         self._pipeline = Pipeline(
             self._http,
+            hosts=hosts,
+            clock=self._clock,
             app_key=self._app_key,
             rate_limits=_checked_rate_limits(rate_limits),
             limiter=limiter if limiter is not None else shared_local_limiter(),
@@ -176,8 +211,8 @@ class BaseClient:
 
     @property
     def base_url(self) -> httpx.URL:
-        """Where the NIM API is (read-only)."""
-        return self._http.base_url
+        """Where calls go now: the first of ``base_url``'s hosts that could be reached."""
+        return self._pipeline.hosts.current
 
     @property
     def limiter(self) -> Limiter:

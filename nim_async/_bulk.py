@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from ._config import refuse
-from ._endpoints import Answer, Endpoint
+from ._endpoints import Answer, Endpoint, answer_int
 from ._errors import ChunkCancelled, MalformedAnswer, NimAPIError, NimError
 from ._fields import Form
 from ._pipeline import Pipeline
@@ -78,8 +78,11 @@ def _read_answer(chunk: list[str], answer: Answer, action: str) -> ChunkOutcome:
     trusted to say who was reached: the chunk fails, as may-have-been-sent.
     """
     try:
-        msgids = {str(accid): int(msgid) for accid, msgid in (answer.get("msgids") or {}).items()}
+        msgids = {
+            str(accid): answer_int(msgid) for accid, msgid in (answer.get("msgids") or {}).items()
+        }
         unregister = parse_unregister(answer.get("unregister"))
+        timetag = None if answer.get("timetag") is None else answer_int(answer["timetag"])
     except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
         # The server took the call and answered 200: the chunk may have gone out.
         error = MalformedAnswer(200, f"malformed batch answer: {exc}", action)
@@ -87,7 +90,7 @@ def _read_answer(chunk: list[str], answer: Answer, action: str) -> ChunkOutcome:
     problem = _contradiction(chunk, unregister, msgids)
     if problem is not None:
         return FailedChunk(tuple(chunk), MalformedAnswer(200, problem, action))
-    return SentChunk(len(chunk), unregister, msgids)
+    return SentChunk(len(chunk), unregister, msgids, timetag)
 
 
 class ChunkRunner:

@@ -2,41 +2,40 @@
 
 Each method hands its arguments whole (``locals()``) with its endpoint's spec
 to the pipeline: the spec in ``_endpoints`` maps every keyword to its NIM
-parameter, so the method holds no second copy of that mapping.
+parameter, so the method holds no second copy of that mapping. The sending
+methods are here; those on what the service stores (files, sent messages,
+read receipts) are in ``_stored`` and named in the class body.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from . import _stored
 from ._base import (
     CHINA_URL,
     DEFAULT_MAX_CONCURRENCY,
     MSGID_BATCH_SIZE,
     OVERSEAS_URL,
+    YUNXIN_CN_URLS,
+    YUNXIN_SG_URLS,
     BaseClient,
 )
 from ._bulk import Recipients, send_in_chunks
+from ._config import int_between
 from ._endpoints import (
     BROADCAST,
-    CLEAN_NOS,
-    DEL_MSG_ONE_WAY,
-    DEL_ROAM_SESSION,
-    FILE_UPLOAD,
-    RECALL,
     SEND_ATTACH_MSG,
     SEND_BATCH_ATTACH_MSG,
     SEND_BATCH_MSG,
     SEND_MSG,
-    UPLOAD,
 )
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
 from ._results import BatchJob, BatchResult, Progress
-from ._uploads import FileContent
+from ._validate import MAX_BATCH_ATTACH_RECIPIENTS
 
-__all__ = ["CHINA_URL", "OVERSEAS_URL", "NimClient"]
+__all__ = ["CHINA_URL", "OVERSEAS_URL", "YUNXIN_CN_URLS", "YUNXIN_SG_URLS", "NimClient"]
 
 
 class NimClient(BaseClient):
@@ -49,7 +48,9 @@ class NimClient(BaseClient):
     Args:
         app_key: The app's AppKey.
         app_secret: The app's AppSecret; it never appears in a repr, log or error.
-        base_url: ``CHINA_URL`` (default) or ``OVERSEAS_URL``, or an emulator's URL.
+        base_url: ``CHINA_URL`` (default), ``OVERSEAS_URL``, an emulator's URL, or
+            an ordered sequence of them (``YUNXIN_CN_URLS``, ``YUNXIN_SG_URLS``):
+            the next is tried only when the current one cannot be reached at all.
         rate_limits: The client-side budget per action; None turns limiting off.
         limiter: Where the budget's state lives; None is the process-wide
             ``LocalLimiter`` every such client shares.
@@ -88,6 +89,12 @@ class NimClient(BaseClient):
         sender_no_sense: bool | None = None,
         receiver_no_sense: bool | None = None,
         env: str | None = None,
+        yidun_anti_spam_ext: Mapping[str, Any] | None = None,
+        async_: bool | None = None,
+        robot_account: str | None = None,
+        robot_topic: str | None = None,
+        robot_function: str | None = None,
+        robot_custom_content: str | None = None,
     ) -> SendResult:
         """Send a message to a user, or to a team with ``team=True`` (msg/sendMsg).
 
@@ -115,6 +122,12 @@ class NimClient(BaseClient):
             sender_no_sense: The sender keeps no copy (``msgSenderNoSense``).
             receiver_no_sense: The receiver keeps no copy (``msgReceiverNoSense``).
             env: The message-copy environment (``env``).
+            yidun_anti_spam_ext: Yidun anti-spam extension, JSON ≤ 1024 (``yidunAntiSpamExt``).
+            async_: Let the server send it asynchronously (``async``).
+            robot_account: The robot the team message is for (``robotAccount``).
+            robot_topic: The robot's topic (``robotTopic``).
+            robot_function: The robot's function (``robotFunction``).
+            robot_custom_content: Custom content for the robot (``robotCustomContent``).
 
         Returns:
             The message id, its timetag and the anti-spam flag.
@@ -144,6 +157,8 @@ class NimClient(BaseClient):
         use_yidun: Literal[False] | None = None,
         yidun_anti_cheating: Mapping[str, Any] | None = None,
         env: str | None = None,
+        yidun_anti_spam_ext: Mapping[str, Any] | None = None,
+        sender_no_sense: bool | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         on_progress: Callable[[Progress], object] | None = None,
         job: BatchJob | None = None,
@@ -167,6 +182,8 @@ class NimClient(BaseClient):
             use_yidun: False sends ``useYidun=0``: use the general anti-spam.
             yidun_anti_cheating: Yidun anti-cheating data (``yidunAntiCheating``).
             env: The message-copy environment (``env``).
+            yidun_anti_spam_ext: Yidun anti-spam extension, JSON ≤ 1024 (``yidunAntiSpamExt``).
+            sender_no_sense: The sender keeps no copy (``msgSenderNoSense``).
             max_concurrency: Batch calls in flight at once.
             on_progress: Called with a ``Progress`` after every chunk.
             job: A ``BatchJob`` that records outcomes as they come, so that they
@@ -174,7 +191,8 @@ class NimClient(BaseClient):
 
         Returns:
             The merged result: every receiver is accepted, in ``unregister``, or
-            in a ``FailedChunk``.
+            in a ``FailedChunk``; with ``return_msgid`` each one's message id
+            and timetag (``msgids``, ``timetags``), enough to recall it.
 
         Raises:
             InvalidRequest: A parameter breaks a documented limit (nothing was sent),
@@ -201,6 +219,7 @@ class NimClient(BaseClient):
         force_push_all: bool | None = None,
         force_push_list: Iterable[str] | None = None,
         env: str | None = None,
+        check_accid_async: bool | None = None,
     ) -> None:
         """Send a custom system notification to a user or a team (msg/sendAttachMsg).
 
@@ -220,6 +239,7 @@ class NimClient(BaseClient):
             force_push_all: Force-push every team member but the sender (``forcePushAll``).
             force_push_list: Team members to force-push, at most 100 (``forcePushList``).
             env: The message-copy environment (``env``).
+            check_accid_async: Check the accounts asynchronously (``checkAccidAsyncEnable``).
 
         Raises:
             InvalidRequest: A parameter breaks a documented limit; nothing was sent.
@@ -242,6 +262,8 @@ class NimClient(BaseClient):
         force_push: bool | None = None,
         force_push_content: str | None = None,
         env: str | None = None,
+        check_accid_async: bool | None = None,
+        batch_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         on_progress: Callable[[Progress], object] | None = None,
         job: BatchJob | None = None,
@@ -249,8 +271,9 @@ class NimClient(BaseClient):
         """Send one notification to many users (msg/sendBatchAttachMsg), chunked for you.
 
         ``to`` may be any iterable or async iterable of accids, of any length;
-        it is read lazily and sent in chunks of the client's ``batch_size``
-        (500), ``max_concurrency`` at once.
+        it is read lazily and sent in chunks of ``batch_size`` (the client's,
+        500 by default; this action alone takes up to 5000 per call),
+        ``max_concurrency`` at once.
 
         Args:
             from_: The sender's accid (``fromAccid``).
@@ -263,6 +286,10 @@ class NimClient(BaseClient):
             force_push: Force the push (``isForcePush``).
             force_push_content: The forced push's text (``forcePushContent``).
             env: The message-copy environment (``env``).
+            check_accid_async: Check the accounts asynchronously; the answer then
+                reports no unregistered accounts (``checkAccidAsyncEnable``).
+            batch_size: Recipients per call for this send, 1 to 5000 (Java SDK
+                SendBatchAttachMsgRequestV1 "最多 5000 人"); None: the client's.
             max_concurrency: Batch calls in flight at once.
             on_progress: Called with a ``Progress`` after every chunk.
             job: A ``BatchJob`` that records outcomes as they come, so that they
@@ -276,135 +303,11 @@ class NimClient(BaseClient):
             InvalidRequest: A parameter breaks a documented limit (nothing was sent),
                 or a list holds a bad accid (checked whole before sending).
         """
+        chunk_size = self.batch_size if batch_size is None else batch_size
+        int_between("batch_size", chunk_size, 1, MAX_BATCH_ATTACH_RECIPIENTS)
         return await send_in_chunks(
-            self._open_pipeline(), SEND_BATCH_ATTACH_MSG, locals(), chunk_size=self.batch_size
+            self._open_pipeline(), SEND_BATCH_ATTACH_MSG, locals(), chunk_size=chunk_size
         )
-
-    async def upload(
-        self,
-        content: bytes,
-        *,
-        type: str | None = None,
-        https: bool | None = None,
-        expire_sec: int | None = None,
-        tag: str | None = None,
-    ) -> str:
-        """Upload a file as base64 in a form field (msg/upload) and return its URL.
-
-        Args:
-            content: The file's bytes, at most 15 MB.
-            type: The file's type (``type``), e.g. ``"jpg"`` or ``"image/png"``.
-            https: Return an https URL (``ishttps``; server default false).
-            expire_sec: Seconds until the file expires, at least 86400 (``expireSec``).
-            tag: The file's use, at most 32 characters (``tag``); used by
-                :meth:`clean_nos_files`.
-
-        Returns:
-            The file's URL.
-
-        Raises:
-            InvalidRequest: Over 15 MB, or a parameter breaks its limit; nothing was sent.
-            NimAPIError: An error answer.
-        """
-        return await self._open_pipeline().call(UPLOAD, locals())
-
-    async def file_upload(
-        self,
-        content: FileContent,
-        *,
-        type: str | None = None,
-        https: bool | None = None,
-        expire_sec: int | None = None,
-        tag: str | None = None,
-    ) -> str:
-        """Upload a file as multipart form data (msg/fileUpload) and return its URL.
-
-        The file is streamed, not read into memory; a seekable file object is
-        rewound to where it was for a retry.
-
-        Args:
-            content: Bytes, a path, or a binary file object, at most 15 MB.
-            type: The file's type (``type``).
-            https: Return an https URL (``ishttps``).
-            expire_sec: Seconds until the file expires, at least 86400 (``expireSec``).
-            tag: The file's use, at most 32 characters (``tag``).
-
-        Returns:
-            The file's URL.
-
-        Raises:
-            InvalidRequest: Over 15 MB, a path that is not a readable file, a
-                closed file object, or a parameter breaks its limit; nothing was sent.
-            NimAPIError: An error answer.
-        """
-        return await self._open_pipeline().call(FILE_UPLOAD, locals())
-
-    async def clean_nos_files(
-        self,
-        start: dt.datetime | int,
-        end: dt.datetime | int,
-        *,
-        content_type: str | None = None,
-        tag: str | None = None,
-    ) -> str:
-        """Ask the server to delete uploaded files from a time range (job/nos/del).
-
-        The seed's rules: ``start < end``, the span between 1 and 7 days, and
-        ``end`` before today (China time). The server limits tasks per day.
-
-        Args:
-            start: The range's start: a datetime (naive means local time) or
-                epoch milliseconds (``startTime``).
-            end: The range's end, likewise (``endTime``).
-            content_type: Delete files whose type contains this, e.g. ``"image"``
-                (``contentType``).
-            tag: Delete files uploaded with exactly this tag (``tag``).
-
-        Returns:
-            The clean-up task's id.
-
-        Raises:
-            InvalidRequest: The range breaks a rule; nothing was sent.
-            NimAPIError: An error answer.
-        """
-        return await self._open_pipeline().call(CLEAN_NOS, locals())
-
-    async def recall(
-        self,
-        msgid: int | str,
-        timetag: int,
-        *,
-        from_: str,
-        to: str,
-        team: bool = False,
-        msg: str | None = None,
-        ignore_time: bool = False,
-        push: Push | None = None,
-        env: str | None = None,
-        attach: str | Mapping[str, Any] | None = None,
-    ) -> None:
-        """Recall a message for both sides (msg/recall).
-
-        Args:
-            msgid: The message id from ``send_msg`` (``deleteMsgid``).
-            timetag: The message's timetag from ``send_msg`` (``timetag``).
-            from_: The message's sender (``from``).
-            to: Its receiver, or its team id with ``team=True`` (``to``).
-            team: A team message (``type=8``) instead of one-to-one (``type=7``).
-            msg: A description of the recall, at most 5000 characters (``msg``).
-            ignore_time: Skip the recall window (``ignoreTime=1``); messages up to
-                30 days old.
-            push: Push text and payload; the server cuts text past 500 characters.
-            env: The message-copy environment (``env``).
-            attach: Extension field, at most 5000 characters (``attach``).
-
-        Raises:
-            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
-            RecallExpired: The message is older than the recall window (2 minutes
-                by default).
-            NimAPIError: Any other error answer.
-        """
-        await self._open_pipeline().call(RECALL, locals())
 
     async def broadcast(
         self,
@@ -437,45 +340,14 @@ class NimClient(BaseClient):
         """
         return await self._open_pipeline().call(BROADCAST, locals())
 
-    async def delete_msg_one_way(
-        self,
-        msgid: int | str,
-        timetag: int,
-        *,
-        from_: str,
-        to: str,
-        team: bool = False,
-        msg: str | None = None,
-    ) -> None:
-        """Delete a message for its receivers only (msg/delMsgOneWay).
-
-        The receivers get a one-way recall notice and lose their offline,
-        roaming and history copies; the sender keeps everything.
-
-        Args:
-            msgid: The message id (``deleteMsgid``).
-            timetag: The message's timetag (``timetag``).
-            from_: The message's sender (``from``).
-            to: Its receiver, or its team id with ``team=True`` (``to``).
-            team: A team message (``type=14``) instead of one-to-one (``type=13``).
-            msg: A description (``msg``).
-
-        Raises:
-            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
-            NimAPIError: An error answer.
-        """
-        await self._open_pipeline().call(DEL_MSG_ONE_WAY, locals())
-
-    async def delete_roam_session(self, from_: str, to: str, *, team: bool = False) -> None:
-        """Delete the roaming messages of one session (msg/delRoamSession).
-
-        Args:
-            from_: The account whose roaming copy goes (``from``).
-            to: The other side's accid, or the team id with ``team=True`` (``to``).
-            team: A team session (``type=2``) instead of one-to-one (``type=1``).
-
-        Raises:
-            InvalidRequest: A parameter breaks a documented limit; nothing was sent.
-            NimAPIError: An error answer.
-        """
-        await self._open_pipeline().call(DEL_ROAM_SESSION, locals())
+    # Files, messages already sent, read receipts: documented in _stored.
+    upload = _stored.upload
+    file_upload = _stored.file_upload
+    clean_nos_files = _stored.clean_nos_files
+    recall = _stored.recall
+    delete_msg_one_way = _stored.delete_msg_one_way
+    delete_msg = _stored.delete_msg
+    delete_roam_session = _stored.delete_roam_session
+    delete_broadcast = _stored.delete_broadcast
+    mark_read_msg = _stored.mark_read_msg
+    mark_read_team_msg = _stored.mark_read_team_msg

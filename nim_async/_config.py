@@ -14,7 +14,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["at_least", "boolean", "integer_at_least", "refuse"]
+__all__ = ["at_least", "boolean", "int_between", "integer_at_least", "refuse"]
 
 
 def refuse(setting: str, accepts: str, value: object) -> ConfigurationError:
@@ -53,3 +53,14 @@ def boolean(instance: object, attribute: Any, value: object) -> None:
     """An attrs validator: True or False."""
     if not isinstance(value, bool):
         raise refuse(attribute.name, "True or False", value)
+
+
+def int_between(setting: str, value: object, low: int, high: int) -> int:
+    """Return ``value`` if it is an int (not a bool) from ``low`` to ``high``.
+
+    Raises:
+        ConfigurationError: Anything else, naming ``setting``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise refuse(setting, f"an int from {low} to {high}", value)
+    return value

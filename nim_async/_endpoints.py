@@ -20,6 +20,7 @@ from ._fields import (
     codes,
     epoch_millis,
     file_content,
+    int_list,
     integer,
     json_value,
     message_body,
@@ -29,6 +30,7 @@ from ._fields import (
     only_true,
     push,
     save,
+    session_type,
     string,
     string_list,
     upload_content,
@@ -39,10 +41,14 @@ from ._models import Broadcast, SendResult
 __all__ = [
     "BROADCAST",
     "CLEAN_NOS",
+    "DEL_BROADCAST",
+    "DEL_MSG",
     "DEL_MSG_ONE_WAY",
     "DEL_ROAM_SESSION",
     "ENDPOINTS",
     "FILE_UPLOAD",
+    "MARK_READ",
+    "MARK_TEAM_READ",
     "RECALL",
     "SEND_ATTACH_MSG",
     "SEND_BATCH_ATTACH_MSG",
@@ -51,6 +57,8 @@ __all__ = [
     "UPLOAD",
     "Answer",
     "Endpoint",
+    "answer_bool",
+    "answer_int",
 ]
 
 T = TypeVar("T")
@@ -85,7 +93,10 @@ class Endpoint(Generic[T]):
         """
         fields: Form = {}
         for param in self.params:
-            fields.update(param.fields(arguments[param.keyword]))
+            if param.also:
+                fields.update(param.fields(tuple(arguments[k] for k in param.keywords)))
+            else:
+                fields.update(param.fields(arguments[param.keyword]))
         return fields
 
 
@@ -98,27 +109,72 @@ def _raw_answer(answer: Answer) -> Answer:
     return answer
 
 
+def answer_bool(value: object) -> bool:
+    """A boolean of an answer, read strictly: the string "false" is not True.
+
+    Raises:
+        ValueError: Neither a JSON boolean nor the strings true / false.
+    """
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def answer_int(value: object) -> int:
+    """An integer of an answer: a JSON number without a fraction, or its decimal string.
+
+    Raises:
+        ValueError: Anything else (a boolean, 1.5, 1e400, "abc").
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}"[:100])
+
+
 def _send_result(answer: Answer) -> SendResult:
     data = answer.get("data") or {}
-    return SendResult(int(data["msgid"]), int(data["timetag"]), bool(data.get("antispam", False)))
+    return SendResult(
+        answer_int(data["msgid"]),
+        answer_int(data["timetag"]),
+        answer_bool(data.get("antispam", False)),
+    )
 
 
 def _broadcast(answer: Answer) -> Broadcast:
     msg = answer.get("msg") or {}
     expire = msg.get("expireTime")
+    sender = msg.get("from")
     return Broadcast(
-        broadcast_id=int(msg["broadcastId"]),
+        broadcast_id=answer_int(msg["broadcastId"]),
         body=str(msg.get("body", "")),
-        create_time=int(msg["createTime"]),
-        expire_time=None if expire is None else int(expire),
-        is_offline=bool(msg.get("isOffline", False)),
-        target_os=tuple(msg.get("targetOs") or ()),
-        from_=msg.get("fromAccid"),
+        create_time=answer_int(msg["createTime"]),
+        expire_time=None if expire is None else answer_int(expire),
+        is_offline=answer_bool(msg.get("isOffline", False)),
+        target_os=tuple(str(name) for name in msg.get("targetOs") or ()),
+        # Both official SDKs read the sender from msg.from (Java BroadcastMessageResponseV1).
+        from_=None if sender is None else str(sender),
     )
 
 
+def _read_timestamp(answer: Answer) -> int:
+    # Java SDK MarkReadMessageResponseV1: data.timestamp (Long).
+    return answer_int((answer.get("data") or {})["timestamp"])
+
+
+def _unmarked_msgids(answer: Answer) -> list[int]:
+    # Java SDK MessageV1Service (markReadTeamMsg): data.errMsgIds → List<Long>.
+    return [answer_int(msgid) for msgid in (answer.get("data") or {}).get("errMsgIds") or ()]
+
+
 def _url(answer: Answer) -> str:
-    return str(answer["url"])
+    url = answer["url"]
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"not a URL: {url!r}"[:100])
+    return url
 
 
 def _taskid(answer: Answer) -> str:
@@ -143,6 +199,8 @@ _MESSAGE = (
     _text("bid", "bid"),
     Param("use_yidun", only_false("useYidun", "0"), "useYidun"),
     Param("yidun_anti_cheating", json_value("yidunAntiCheating", text=False), "yidunAntiCheating"),
+    # Java SDK SendMessageRequestV1 / SendBatchMessageRequestV1: JSON, 长度限制 1024 字符.
+    Param("yidun_anti_spam_ext", json_value("yidunAntiSpamExt", text=False), "yidunAntiSpamExt"),
     _text("env", "env"),
 )
 
@@ -156,6 +214,8 @@ _NOTIFICATION = (
     Param("force_push", boolean("isForcePush"), "isForcePush"),
     _text("force_push_content", "forcePushContent"),
     _text("env", "env"),
+    # Java SDK SendAttachMsgRequestV1: 是否异步检查用户账号 ID, 默认 false.
+    Param("check_accid_async", boolean("checkAccidAsyncEnable"), "checkAccidAsyncEnable"),
 )
 
 # upload and fileUpload: the same optional rows.
@@ -196,6 +256,13 @@ SEND_MSG = Endpoint(
         Param("sub_type", integer("subType"), "subType"),
         Param("sender_no_sense", zero_one("msgSenderNoSense"), "msgSenderNoSense"),
         Param("receiver_no_sense", zero_one("msgReceiverNoSense"), "msgReceiverNoSense"),
+        # Java SDK SendMessageRequestV1: async (是否异步, 默认 false) and the robot
+        # fields (群聊中有效), with no documented length limits.
+        Param("async_", boolean("async"), "async"),
+        _text("robot_account", "robotAccount"),
+        _text("robot_topic", "robotTopic"),
+        _text("robot_function", "robotFunction"),
+        _text("robot_custom_content", "robotCustomContent"),
     ),
     _send_result,
 )
@@ -206,6 +273,8 @@ SEND_BATCH_MSG = Endpoint(
         _required("from_", "fromAccid", string("fromAccid")),
         *_MESSAGE,
         Param("return_msgid", only_true("returnMsgid", "true"), "returnMsgid"),
+        # Java SDK SendBatchMessageRequestV1: msgSenderNoSense (发送方是否无感知).
+        Param("sender_no_sense", zero_one("msgSenderNoSense"), "msgSenderNoSense"),
     ),
     _raw_answer,
     recipients="to",
@@ -280,10 +349,43 @@ DEL_MSG_ONE_WAY = Endpoint(
 DEL_ROAM_SESSION = Endpoint(
     act.DEL_ROAM_SESSION,
     (
-        _required("team", "type", codes("type", "1", "2")),
+        Param("team", session_type, "type", required=True, also=("super_team",)),
         _required("from_", "from", string("from")),
         _required("to", "to", string("to")),
     ),
+    _no_result,
+    idempotent=True,
+)
+
+# A read receipt repeated marks the same message read again: harmless.
+MARK_READ = Endpoint(
+    act.MARK_READ,
+    (
+        _required("from_", "from", string("from")),
+        _required("to", "to", string("to")),
+        _required("msgid_client", "msgidClient", string("msgidClient")),
+    ),
+    _read_timestamp,
+    idempotent=True,
+)
+
+MARK_TEAM_READ = Endpoint(
+    act.MARK_TEAM_READ,
+    (
+        _required("accid", "accid", string("accid")),
+        _required("tid", "tid", integer("tid")),
+        _required("msgids", "msgids", int_list("msgids")),
+    ),
+    _unmarked_msgids,
+    idempotent=True,
+)
+
+# Java SDK DeleteMessageRequestV1: the rows of recall without msg.
+DEL_MSG = Endpoint(act.DEL_MSG, _message_at("7", "8")[:5], _no_result, idempotent=True)
+
+DEL_BROADCAST = Endpoint(
+    act.DEL_BROADCAST,
+    (_required("broadcast_id", "broadcastId", integer("broadcastId")),),
     _no_result,
     idempotent=True,
 )
@@ -313,4 +415,8 @@ ENDPOINTS: Mapping[str, Endpoint[Any]] = {
     "broadcast": BROADCAST,
     "delete_msg_one_way": DEL_MSG_ONE_WAY,
     "delete_roam_session": DEL_ROAM_SESSION,
+    "mark_read_msg": MARK_READ,
+    "mark_read_team_msg": MARK_TEAM_READ,
+    "delete_msg": DEL_MSG,
+    "delete_broadcast": DEL_BROADCAST,
 }

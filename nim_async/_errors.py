@@ -8,6 +8,7 @@ The tree::
     ├── InvalidRequest(NimError, ValueError)   bad input, raised before anything is sent
     ├── NimAPIError                            the server answered a code other than 200
     │   ├── ParameterError       414
+    │   │   └── ClockSkew        414 because the local clock is 5 minutes or more off
     │   ├── PermissionDenied     403
     │   ├── NotFound             404
     │   ├── RateLimited          416
@@ -38,6 +39,7 @@ __all__ = [
     "BatchFailed",
     "ChunkCancelled",
     "ClientStateError",
+    "ClockSkew",
     "ConfigurationError",
     "DuplicateRequest",
     "InvalidRequest",
@@ -138,6 +140,15 @@ class NimAPIError(NimError):
 
 class ParameterError(NimAPIError):
     """Raised on code 414: the server rejected a parameter (or the CheckSum)."""
+
+
+class ClockSkew(ParameterError):
+    """Raised on a 414 whose answer showed the local clock 5 minutes or more off the server's.
+
+    The server refuses a CheckSum whose ``CurTime`` is that far off (facts,
+    "Calling convention"). The client signs with the server's time from then
+    on, and retries the call once when the retry policy has attempts left.
+    """
 
 
 class PermissionDenied(NimAPIError):

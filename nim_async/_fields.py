@@ -31,6 +31,7 @@ __all__ = [
     "codes",
     "epoch_millis",
     "file_content",
+    "int_list",
     "integer",
     "json_text",
     "json_value",
@@ -43,6 +44,7 @@ __all__ = [
     "push",
     "safe_repr",
     "save",
+    "session_type",
     "string",
     "string_list",
     "upload_content",
@@ -90,12 +92,21 @@ class Param:
         encode: Writes a value that is not None as form fields.
         required: None is refused instead of leaving the field out.
         nim: The NIM parameter(s) it fills, for errors and the docs.
+        also: Further keywords that fill the same parameter; the encoder then
+            gets a tuple of all their values (delRoamSession's ``type`` from
+            ``team`` and ``super_team``).
     """
 
     keyword: str
     encode: Encoder
     nim: str
     required: bool = False
+    also: tuple[str, ...] = ()
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """Every keyword this parameter reads."""
+        return (self.keyword, *self.also)
 
     def fields(self, value: object) -> Form:
         """Return the form fields for ``value``; none for an optional None.
@@ -118,6 +129,35 @@ def json_text(value: Any) -> str:
     make a 500-character Chinese text six times longer than it is.
     """
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def session_type(value: tuple[object, object]) -> Form:
+    """delRoamSession's ``type`` from ``team`` and ``super_team``: 1 p2p, 2 team, 3 super team.
+
+    Java SDK DeleteRoamSessionRequestV1: "1-单聊，2-高级群，3-超大群".
+    """
+    team, super_team = value
+    for keyword, flag in (("team", team), ("super_team", super_team)):
+        if not isinstance(flag, bool):
+            raise InvalidRequest("type", f"{keyword}=True or False", _type_name(flag))
+    if team and super_team:
+        raise InvalidRequest("type", "one of team=True or super_team=True, not both", "both")
+    return {"type": "3" if super_team else "2" if team else "1"}
+
+
+def int_list(name: str) -> Encoder:
+    """A non-empty iterable of ints within 64 bits, sent as a JSON array."""
+    accepts = "a non-empty list of ints within 64 bits"
+
+    def encode(value: object) -> Form:
+        if not_a_list(value) or not isinstance(value, Iterable):
+            raise _refuse(name, accepts, value)
+        items = list(value)
+        if not items or not all(_long(item) for item in items):
+            raise _refuse(name, accepts, items)
+        return {name: json_text(items)}
+
+    return encode
 
 
 def string(name: str) -> Encoder:

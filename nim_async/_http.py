@@ -18,17 +18,20 @@ from urllib.parse import quote_plus
 import anyio
 import httpx
 
+from ._clock import CURTIME_TOLERANCE, SKEW_TO_CORRECT, ServerClock
 from ._errors import (
+    ClockSkew,
     MalformedAnswer,
     NimAPIError,
     NimConnectionError,
     NimTimeout,
+    ParameterError,
     ServerError,
     error_for_code,
 )
 from ._uploads import Upload
 
-__all__ = ["MAX_ANSWER_BYTES", "exchange"]
+__all__ = ["MAX_ANSWER_BYTES", "Hosts", "exchange"]
 
 Answer = dict[str, Any]
 
@@ -86,7 +89,9 @@ class _LargeForm:
             yield piece
 
 
-def _form_request(http: httpx.AsyncClient, url: str, fields: Mapping[str, str]) -> httpx.Request:
+def _form_request(
+    http: httpx.AsyncClient, url: httpx.URL, fields: Mapping[str, str]
+) -> httpx.Request:
     if all(len(value) <= _STREAM_VALUES_OVER for value in fields.values()):
         body = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in fields.items())
         headers = {"Content-Type": FORM_CONTENT_TYPE}
@@ -131,8 +136,36 @@ def _decode(status: int, body: bytes, action: str) -> Answer:
     raise error_for_code(code, desc, action)
 
 
+class Hosts:
+    """The ordered base URLs of the service, and the one in use.
+
+    The next one is tried only when the current one could not be reached at
+    all (connection refused, a DNS failure, a connect timeout: nothing of the
+    request left the machine), never after a request may have reached a
+    server; the one that answered stays in use.
+    """
+
+    __slots__ = ("_current", "urls")
+
+    def __init__(self, urls: tuple[httpx.URL, ...]) -> None:
+        self.urls = urls
+        self._current = 0
+
+    @property
+    def current(self) -> httpx.URL:
+        """The base URL calls go to now."""
+        return self.urls[self._current]
+
+    def unreachable(self, url: httpx.URL) -> None:
+        """Move past ``url`` if it is still the current one."""
+        if self.urls[self._current] == url:
+            self._current = (self._current + 1) % len(self.urls)
+
+
 async def exchange(
     http: httpx.AsyncClient,
+    hosts: Hosts,
+    clock: ServerClock,
     action: str,
     fields: Mapping[str, str],
     upload: Upload | None,
@@ -143,6 +176,8 @@ async def exchange(
 
     Args:
         http: The client's pool.
+        hosts: Where the service is; an unreachable host is passed over.
+        clock: Learns the server's time from each answer's ``Date``.
         action: The NIM action, e.g. ``"msg/sendMsg"``.
         fields: The form's text fields.
         upload: The multipart file part of msg/fileUpload, if any.
@@ -150,30 +185,63 @@ async def exchange(
             timeouts bound each read, not a server that drips its answer.
 
     Raises:
+        ClockSkew: A 414 whose answer showed the local clock five minutes or
+            more off the server's (signatures are corrected from now on).
         NimAPIError: An error code, an HTTP error page, or an unreadable answer.
         NimConnectionError: No answer came back, saying whether the request may
             have reached the server.
     """
-    url = f"{action}.action"
     with _map_transport_errors(action):
         try:
             with anyio.fail_after(deadline):
-                if upload is None:
-                    request = _form_request(http, url, fields)
-                    return await _send(http, request, action)
-                with upload.open() as stream:
-                    files = {"content": (upload.filename, stream)}
-                    request = http.build_request("POST", url, data=dict(fields), files=files)
-                    return await _send(http, request, action)
+                for tried in range(1, len(hosts.urls) + 1):
+                    base = hosts.current
+                    try:
+                        return await _post(http, base, clock, action, fields, upload)
+                    except (httpx.ConnectError, httpx.ConnectTimeout):
+                        hosts.unreachable(base)
+                        if tried == len(hosts.urls):
+                            raise
+                raise AssertionError("unreachable: the loop returns or raises")
         except TimeoutError as exc:
             desc = f"no whole answer within {deadline:g} s"
             raise NimTimeout(desc, action=action, may_have_reached_server=True) from exc
 
 
-async def _send(http: httpx.AsyncClient, request: httpx.Request, action: str) -> Answer:
+async def _post(
+    http: httpx.AsyncClient,
+    base: httpx.URL,
+    clock: ServerClock,
+    action: str,
+    fields: Mapping[str, str],
+    upload: Upload | None,
+) -> Answer:
+    url = base.join(f"{action}.action")
+    if upload is None:
+        return await _send(http, _form_request(http, url, fields), clock, action)
+    with upload.open() as stream:
+        files = {"content": (upload.filename, stream)}
+        request = http.build_request("POST", url, data=dict(fields), files=files)
+        return await _send(http, request, clock, action)
+
+
+async def _send(
+    http: httpx.AsyncClient, request: httpx.Request, clock: ServerClock, action: str
+) -> Answer:
     response = await http.send(request, stream=True)
     try:
         body = await _read_capped(response, action)
     finally:
         await response.aclose()
-    return _decode(response.status_code, body, action)
+    before = clock.offset
+    clock.observe(response.headers.get("date"))
+    try:
+        return _decode(response.status_code, body, action)
+    except ParameterError as error:
+        if abs(clock.offset - before) < CURTIME_TOLERANCE - SKEW_TO_CORRECT:
+            raise
+        desc = (
+            f"{error.desc} (the local clock is {before - clock.offset:+.0f} s off the "
+            "server's, by its Date header: signatures use the server's time from now on)"
+        )
+        raise ClockSkew(error.code, desc, action) from error

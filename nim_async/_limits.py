@@ -103,9 +103,14 @@ class RateLimits:
     def default(cls) -> RateLimits:
         """Return the documented limits of the default plan.
 
-        Every action: 100 calls/s, blocked 10 s after a breach. sendBatchMsg and
-        sendBatchAttachMsg: 120 calls/min, blocked 60 s. broadcastMsg: 10 calls/min
-        and 1000 calls/day, blocked 60 s (seed "消息功能" and facts "Frequency control").
+        Every other action (sendMsg, sendAttachMsg, markReadMsg, markReadTeamMsg,
+        recall, delMsgOneWay, delMsg, delRoamSession, upload, fileUpload,
+        delBroadcastMsgById): 100 calls/s, blocked 10 s after a breach.
+        sendBatchMsg and sendBatchAttachMsg: 120 calls/min, blocked 60 s.
+        broadcastMsg: 10 calls/min and 1000 calls/day, blocked 60 s.
+        job/nos/del: 5 calls/day, blocked a day. Sources: seed "消息功能" (the
+        batch and broadcast rows), facts "Frequency control", and NetEase's
+        default frequency-control table for the message functions (job/nos/del).
         """
         batch = ActionLimits((Rate(120, 60),), block=60)
         return cls(
@@ -113,6 +118,7 @@ class RateLimits:
                 _actions.SEND_BATCH_MSG: batch,
                 _actions.SEND_BATCH_ATTACH_MSG: batch,
                 _actions.BROADCAST: ActionLimits((Rate(10, 60), Rate(1000, _DAY)), block=60),
+                _actions.CLEAN_NOS: ActionLimits((Rate(5, _DAY),), block=_DAY),
             }
         )
 
@@ -120,7 +126,7 @@ class RateLimits:
         """Return the limits of ``action``: ``"sendBatchMsg"`` or ``"msg/sendBatchMsg"``.
 
         Raises:
-            ValueError: Unknown action.
+            ConfigurationError: Unknown action.
         """
         limits = self._by_action.get(action)
         if limits is None:
@@ -136,7 +142,7 @@ class RateLimits:
             block: Seconds the server blocks the action after a breach; None keeps it.
 
         Raises:
-            ValueError: Unknown action.
+            ConfigurationError: Unknown action.
         """
         path = _actions.canonical_action(action)
         current = self.for_action(path)

@@ -15,6 +15,7 @@ from typing import TypeVar
 import anyio
 import httpx
 
+from ._clock import ServerClock
 from ._endpoints import Answer, Endpoint
 from ._errors import (
     ClientStateError,
@@ -25,7 +26,7 @@ from ._errors import (
     RateLimited,
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
-from ._http import exchange
+from ._http import Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._retry import RetryPolicy
 from ._uploads import Upload
@@ -49,6 +50,8 @@ class Pipeline:
         self,
         http: httpx.AsyncClient,
         *,
+        hosts: Hosts,
+        clock: ServerClock,
         app_key: str,
         rate_limits: RateLimits | None,
         limiter: Limiter,
@@ -56,6 +59,8 @@ class Pipeline:
         hold: float,
     ) -> None:
         self._http = http
+        self.hosts = hosts
+        self._clock = clock
         self._app_key = app_key
         self._limiter = limiter
         self._stats: dict[str, LimiterStats] = {}
@@ -223,7 +228,15 @@ class Pipeline:
                 sent_at = time.perf_counter()
                 if on_send is not None:
                     on_send()
-                answer = await exchange(self._http, action, fields, upload, deadline=self.hold)
+                answer = await exchange(
+                    self._http,
+                    self.hosts,
+                    self._clock,
+                    action,
+                    fields,
+                    upload,
+                    deadline=self.hold,
+                )
             outcome = 200
             return answer
         except RateLimited:

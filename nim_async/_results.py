@@ -55,6 +55,7 @@ class SentChunk:
     size: int
     unregister: list[str]
     msgids: dict[str, int]
+    timetag: int | None = None
 
 
 ChunkOutcome = SentChunk | FailedChunk
@@ -83,6 +84,9 @@ class BatchResult:
         accepted: Recipients the server accepted.
         unregister: Recipients the server does not know, in input order.
         msgids: Message id per recipient (when msg ids were asked for).
+        timetags: The timetag of each recipient's copy, beside its message id:
+            ``client.recall(result.msgids[a], result.timetags[a], from_=..., to=a)``
+            recalls it (seed, sendBatchMsg answer: "timetag", once per call).
         failed: Chunks that failed; their recipients are in no other place.
         calls: Batch calls made (chunks attempted).
         stopped: The error that stopped the job early because every chunk
@@ -94,6 +98,7 @@ class BatchResult:
     accepted: int = 0
     unregister: list[str] = attrs.Factory(list)
     msgids: dict[str, int] = attrs.Factory(dict)
+    timetags: dict[str, int] = attrs.Factory(dict)
     failed: list[FailedChunk] = attrs.Factory(list)
     calls: int = 0
     stopped: NimError | None = None
@@ -203,5 +208,7 @@ class BatchJob:
                 continue
             result.unregister.extend(outcome.unregister)
             result.msgids.update(outcome.msgids)
+            if outcome.timetag is not None:
+                result.timetags.update(dict.fromkeys(outcome.msgids, outcome.timetag))
             accepted += outcome.size - len(outcome.unregister)
         return attrs.evolve(result, accepted=accepted)

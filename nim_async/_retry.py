@@ -8,6 +8,7 @@ import attrs
 
 from ._config import at_least, boolean, integer_at_least
 from ._errors import (
+    ClockSkew,
     NimConnectionError,
     NimError,
     RateLimited,
@@ -66,7 +67,8 @@ class RetryPolicy:
         """
         if attempt >= self.max_attempts:
             return False
-        if isinstance(error, RateLimited):
+        if isinstance(error, RateLimited | ClockSkew):
+            # Both are refusals made before acting; a clock skew is corrected by now.
             return True
         if isinstance(error, NimConnectionError):
             return not error.may_have_reached_server or idempotent or self.retry_ambiguous

@@ -110,6 +110,10 @@ def _to_accids(value: str, form: Mapping[str, str]) -> object:
     return _accid_array(limit, min_items=1)(value, form)
 
 
+# Java SDK SendBatchAttachMsgRequestV1: toAccids "最多 5000 人" (seed 000 says 5,000 once).
+MAX_BATCH_ATTACH_RECIPIENTS = 5000
+
+
 def _upload_size(value: str | Upload, form: Mapping[str, Any]) -> object:
     # base64 without line breaks: 3 bytes per 4 characters, less the padding.
     size = value.size if isinstance(value, Upload) else len(value) * 3 // 4 - value[-2:].count("=")
@@ -189,6 +193,7 @@ _SENDS = frozenset({act.SEND_MSG, act.SEND_BATCH_MSG})
 _ATTACHES = frozenset({act.SEND_ATTACH_MSG, act.SEND_BATCH_ATTACH_MSG})
 _UPLOADS = frozenset({act.UPLOAD, act.FILE_UPLOAD})
 _NOT_RECALL = frozenset(act.ACTIONS - {act.RECALL})
+_MESSAGE_AT = frozenset({act.RECALL, act.DEL_MSG_ONE_WAY})
 
 _RULES: tuple[_Rule, ...] = (
     # Accounts and team ids (seed: "最大32字符").
@@ -199,6 +204,13 @@ _RULES: tuple[_Rule, ...] = (
         "toAccids",
         "a JSON array of 1 to 500 accids of 1 to 32 characters (at most 100 with returnMsgid)",
         _to_accids,
+        frozenset({act.SEND_BATCH_MSG}),
+    ),
+    _Rule(
+        "toAccids",
+        f"a JSON array of 1 to {MAX_BATCH_ATTACH_RECIPIENTS} accids of 1 to 32 characters",
+        _accid_array(MAX_BATCH_ATTACH_RECIPIENTS, min_items=1),
+        frozenset({act.SEND_BATCH_ATTACH_MSG}),
     ),
     # Message content.
     _Rule("body", "JSON of at most 5000 characters", _json_text(5000), _SENDS),
@@ -210,7 +222,8 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("content", "non-empty (it is required)", _not_empty, frozenset({act.UPLOAD})),
     _Rule("attach", "at most 4096 characters", _max_chars(4096), _ATTACHES),
     _Rule("attach", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),
-    _Rule("msg", "at most 5000 characters", _max_chars(5000), frozenset({act.RECALL})),
+    # Java SDK RecallMessageRequestV1 and DeleteMessageOneWayRequestV1: "最大长度 128 个字符".
+    _Rule("msg", "at most 128 characters", _max_chars(128), _MESSAGE_AT),
     _Rule("ext", "at most 1024 characters", _max_chars(1024)),
     _Rule("subType", "an integer greater than 0", _int_at_least(1)),
     _Rule("option", "a JSON object", _json_object()),
@@ -227,6 +240,8 @@ _RULES: tuple[_Rule, ...] = (
         _antispam_custom,
     ),
     _Rule("yidunAntiCheating", "JSON of at most 1024 characters", _json_text(1024)),
+    # Java SDK SendMessageRequestV1: yidunAntiSpamExt "长度限制 1024 字符".
+    _Rule("yidunAntiSpamExt", "JSON of at most 1024 characters", _json_text(1024)),
     # Push (recall's pushcontent is truncated by the server past 500, not refused).
     _Rule("pushcontent", "at most 500 characters", _max_chars(500), _NOT_RECALL),
     _Rule("payload", "a JSON object of at most 2000 characters", _json_object(2000)),
@@ -251,6 +266,11 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("content", f"at most {MAX_UPLOAD_BYTES} bytes (15 MB)", _upload_size, _UPLOADS),
     _Rule("expireSec", "at least 86400 seconds", _int_at_least(86400), _UPLOADS),
     _Rule("tag", "at most 32 characters", _max_chars(32)),
+    # Java SDK UploadFileRequestV1: type "最多 128 字符，超限视为 null" (silently dropped).
+    _Rule("type", "at most 128 characters", _max_chars(128), _UPLOADS),
+    # Read receipts (Java SDK MarkReadMessageRequestV1, MarkReadTeamMessageRequestV1).
+    _Rule("accid", "an accid of 1 to 32 characters", _accid),
+    _Rule("msgidClient", "non-empty (it is required)", _not_empty),
     _Rule(
         "endTime",
         "after startTime > 0, 1 to 7 days after it, and before today (China time)",

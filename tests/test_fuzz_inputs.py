@@ -51,10 +51,14 @@ METHODS = (
     "broadcast",
     "delete_msg_one_way",
     "delete_roam_session",
+    "mark_read_msg",
+    "mark_read_team_msg",
+    "delete_msg",
+    "delete_broadcast",
 )
 
 # This library's own settings: a wrong value is a ConfigurationError (README, "Errors").
-SETTINGS = frozenset({"max_concurrency", "on_progress", "job"})
+SETTINGS = frozenset({"max_concurrency", "on_progress", "job", "batch_size"})
 
 # Examples per (method, keyword): about a hundred pairs, so the module runs in seconds.
 MAX_EXAMPLES = 25
@@ -78,6 +82,10 @@ def valid_arguments(method: str) -> dict[str, Any]:
         "broadcast": {"body": "hi"},
         "delete_msg_one_way": {"msgid": 1, "timetag": 1, "from_": "alice", "to": "bob"},
         "delete_roam_session": {"from_": "alice", "to": "bob"},
+        "mark_read_msg": {"from_": "bob", "to": "alice", "msgid_client": "c-1"},
+        "mark_read_team_msg": {"accid": "bob", "tid": 1, "msgids": [1]},
+        "delete_msg": {"msgid": 1, "timetag": 1, "from_": "alice", "to": "bob"},
+        "delete_broadcast": {"broadcast_id": 1},
     }
     return table[method]
 

@@ -30,11 +30,29 @@ MOMENT = 0.05
 POLL = 0.001
 
 
+PER_SECOND = [
+    "msg/sendMsg",
+    "msg/sendAttachMsg",
+    "msg/markReadMsg",
+    "msg/markReadTeamMsg",
+    "msg/recall",
+    "msg/delMsgOneWay",
+    "msg/delMsg",
+    "msg/delRoamSession",
+    "msg/upload",
+    "msg/fileUpload",
+    "history/delBroadcastMsgById",
+]
+
+
 def test_default_limits_are_the_documented_ones() -> None:
-    """100/s and a 10 s block for every action; batches 120/min; broadcasts 10/min and 1000/day."""
+    """NetEase's default table: 100/s and a 10 s block; batches 120/min; broadcasts 10/min
+    and 1000/day; job/nos/del 5 a day, blocked a day."""
     limits = nim.RateLimits.default()
-    assert limits.for_action("msg/sendMsg") == nim.ActionLimits((nim.Rate(100, 1),), 10)
-    assert limits.for_action("job/nos/del") == nim.ActionLimits((nim.Rate(100, 1),), 10)
+    for action in PER_SECOND:
+        assert limits.for_action(action) == nim.ActionLimits((nim.Rate(100, 1),), 10), action
+    day = 86400
+    assert limits.for_action("job/nos/del") == nim.ActionLimits((nim.Rate(5, day),), day)
     for batch in ("msg/sendBatchMsg", "msg/sendBatchAttachMsg"):
         assert limits.for_action(batch) == nim.ActionLimits((nim.Rate(120, 60),), 60)
     assert limits.for_action("msg/broadcastMsg") == nim.ActionLimits(
@@ -55,7 +73,7 @@ def test_with_action_returns_a_changed_copy() -> None:
 
 def test_with_action_refuses_an_unknown_action() -> None:
     """A typo must not silently create a limit nobody uses."""
-    with pytest.raises(ValueError, match="unknown NIM action"):
+    with pytest.raises(nim.ConfigurationError, match="action must be one of"):
         nim.RateLimits.default().with_action("sendMsgs", nim.Rate(1, 1))
 
 
@@ -347,5 +365,5 @@ def test_for_action_takes_the_short_name_too() -> None:
     """for_action("sendBatchMsg") is the batch budget, not the 100/s fallback."""
     limits = nim.RateLimits.default()
     assert limits.for_action("sendBatchMsg") == limits.for_action("msg/sendBatchMsg")
-    with pytest.raises(ValueError, match="unknown NIM action"):
+    with pytest.raises(nim.ConfigurationError, match="action must be one of"):
         limits.for_action("sendBatchMsgs")

@@ -111,6 +111,7 @@ ROWS = [
         {"type": 3, "data": "u"},
     ),
     Row("yidunAntiCheating", send(yidun_anti_cheating=VALUE), {"k": "y" * 1016}, {"k": "y" * 1017}),
+    Row("yidunAntiSpamExt", send(yidun_anti_spam_ext=VALUE), {"k": "y" * 1016}, {"k": "y" * 1017}),
     Row("subType", send(sub_type=VALUE), 1, 0),
     Row("env", send(env=VALUE), "v" * 32, "v" * 33),
     Row("forcepushlist", send(force_push_list=VALUE, **TEAM), ["c" * 32], ["c" * 33]),
@@ -170,6 +171,9 @@ ROWS = [
     Row("content", call("upload", content=VALUE), b"u", b""),
     Row("expireSec", call("upload", expire_sec=VALUE), 86400, 86399),
     Row("tag", call("upload", tag=VALUE), "t" * 32, "t" * 33),
+    # Java SDK UploadFileRequestV1: type "最多 128 字符".
+    Row("type", call("upload", type=VALUE), "t" * 128, "t" * 129),
+    Row("type", call("file_upload", type=VALUE), "t" * 128, "t" * 129),
     Row("content", call("file_upload", content=VALUE), b"u" * MB15, b"u" * (MB15 + 1)),
     Row("expireSec", call("file_upload", expire_sec=VALUE), 86400, 86399),
     Row("tag", call("file_upload", tag=VALUE), "t" * 32, "t" * 33),
@@ -196,7 +200,9 @@ ROWS = [
     # msg/recall
     Row("from", call("recall", from_=VALUE), "a" * 32, "a" * 33),
     Row("to", call("recall", to=VALUE), "b" * 32, "b" * 33),
-    Row("msg", call("recall", msg=VALUE), "m" * 5000, "m" * 5001),
+    # Java SDK RecallMessageRequestV1 and DeleteMessageOneWayRequestV1: 128.
+    Row("msg", call("recall", msg=VALUE), "m" * 128, "m" * 129),
+    Row("msg", call("delete_msg_one_way", msg=VALUE), "m" * 128, "m" * 129),
     Row("attach", call("recall", attach=VALUE), "x" * 5000, "x" * 5001),
     Row(
         "payload",
