@@ -105,3 +105,19 @@ def settings(client: nim.NimClient) -> None:
     except nim.ConfigurationError as error:
         message: str = str(error)
         del message
+
+
+async def round_two(client: nim.NimClient) -> None:
+    stamp: int = await client.mark_read_msg("b", "a", "client-id")
+    unmarked: list[int] = await client.mark_read_team_msg("b", 1, [1, 2])
+    await client.delete_msg(1, 2, from_="a", to="b", team=False)
+    await client.delete_broadcast(3)
+    await client.delete_roam_session("a", "t", super_team=True)
+    batch = await client.send_batch_attach_msg("a", ["b"], "x", batch_size=5000)
+    sent = await client.send_batch_msg("a", ["b"], nim.Text("t"), return_msgid=True)
+    timetags: dict[str, int] = sent.timetags
+    stopped: nim.NimError | None = batch.stopped
+    again: list[str] = batch.resendable()
+    hosts: tuple[str, ...] = nim.YUNXIN_CN_URLS
+    failover = nim.NimClient("key", "secret", base_url=[*nim.YUNXIN_SG_URLS, nim.OVERSEAS_URL])
+    del stamp, unmarked, timetags, stopped, again, hosts, failover
