@@ -13,6 +13,8 @@ from ._errors import (
     ConfigurationError,
     DuplicateRequest,
     InvalidRequest,
+    JournalMismatch,
+    JournalUnavailable,
     LimiterUnavailable,
     MalformedAnswer,
     NimAPIError,
@@ -26,6 +28,7 @@ from ._errors import (
     RecallExpired,
     ServerError,
 )
+from ._journal import Journal, RedisJournal, SqliteJournal
 from ._limits import ActionLimits, Limiter, LimiterStats, LocalLimiter, Rate, RateLimits
 from ._models import (
     Body,
@@ -67,6 +70,9 @@ __all__ = [
     "File",
     "Image",
     "InvalidRequest",
+    "Journal",
+    "JournalMismatch",
+    "JournalUnavailable",
     "Limiter",
     "LimiterStats",
     "LimiterUnavailable",
@@ -88,10 +94,12 @@ __all__ = [
     "RateLimited",
     "RateLimits",
     "RecallExpired",
+    "RedisJournal",
     "RedisLimiter",
     "RetryPolicy",
     "SendResult",
     "ServerError",
+    "SqliteJournal",
     "Text",
     "Tip",
     "Video",

@@ -11,15 +11,24 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 
+from . import _errors
 from ._config import refuse
 from ._endpoints import Answer, Endpoint, answer_int
-from ._errors import ChunkCancelled, MalformedAnswer, NimAPIError, NimError
+from ._errors import (
+    ChunkCancelled,
+    JournalMismatch,
+    JournalUnavailable,
+    MalformedAnswer,
+    NimAPIError,
+    NimError,
+)
 from ._fields import Form
+from ._journal import ChunkRecord, chunk_digest, job_fingerprint
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
 from ._validate import split_recipients
@@ -120,6 +129,7 @@ class ChunkRunner:
         on_progress: ProgressCallback | None,
         job: BatchJob,
         place_all: bool,
+        records: Mapping[int, ChunkRecord],
     ) -> None:
         self._pipeline = pipeline
         self._endpoint = endpoint
@@ -134,6 +144,11 @@ class ChunkRunner:
         self._reporting = anyio.Lock()
         self._callback_failed = False
         self._next_index = 0
+        # A resumed journal: sends wait until every chunk it recorded was read
+        # again and matched, so a changed input is refused before anything goes out.
+        self._records = records
+        self._last_recorded = max(records, default=-1)
+        self._held: list[tuple[int, list[str]]] = []
         self._pending: list[str] = []
         self._pending_start = 0  # the input position of the first pending recipient
 
@@ -160,9 +175,18 @@ class ChunkRunner:
                             break
                 if self._pending:
                     await self._dispatch(group)
+                if self._next_index <= self._last_recorded and self._job.stopped is None:
+                    raise JournalMismatch(
+                        "the recipients end before the journal's chunks do: it records "
+                        "another list of recipients; nothing was sent"
+                    )
+                await self._release_held(group)
         except BaseException as cause:
             if self._pending:
                 self._cut_off(self._take_index(), self._pending, sent=False, cause=cause)
+            for index, chunk in self._held:
+                self._cut_off(index, chunk, sent=False, cause=cause)
+            self._held = []
             lone = _lone_error(cause)
             if lone is cause:
                 raise
@@ -203,8 +227,64 @@ class ChunkRunner:
                 assert self._job.stopped is not None
                 self._job.record(self._take_index(), FailedChunk(tuple(good), self._job.stopped))
             return
+        index = self._take_index()
+        record = self._records.get(index)
+        if record is not None:
+            if record.digest != chunk_digest(good):
+                self._slots.release()
+                raise JournalMismatch(
+                    f"chunk {index} holds other recipients than the journal recorded: "
+                    "it was made for another list; nothing was sent"
+                )
+            if self._replay(index, good, record):
+                self._slots.release()
+                await self._release_held_after(index, group)
+                return
+        if index < self._last_recorded:
+            self._slots.release()
+            self._held.append((index, good))
+            return
         self._job.count_call()
-        group.start_soon(self._send, self._take_index(), good)
+        group.start_soon(self._send, index, good)
+        await self._release_held_after(index, group)
+
+    async def _release_held_after(self, index: int, group: anyio.abc.TaskGroup) -> None:
+        if index >= self._last_recorded:
+            await self._release_held(group)
+
+    async def _release_held(self, group: anyio.abc.TaskGroup) -> None:
+        """Send the chunks a resumed journal held back, once every recorded chunk matched."""
+        while self._held:
+            index, chunk = self._held.pop(0)
+            await self._slots.acquire()
+            if self._job.stopped is not None:
+                self._slots.release()
+                self._job.record(index, FailedChunk(tuple(chunk), self._job.stopped))
+                continue
+            self._job.count_call()
+            group.start_soon(self._send, index, chunk)
+
+    def _replay(self, index: int, chunk: list[str], record: ChunkRecord) -> bool:
+        """Place a chunk from its journal record; False when it is to be sent (again)."""
+        outcome = record.outcome or {}
+        if record.state == "sent":
+            msgids = {str(accid): int(msgid) for accid, msgid in outcome["msgids"].items()}
+            sent = SentChunk(len(chunk), list(outcome["unregister"]), msgids, outcome["timetag"])
+            self._job.record(index, sent)
+            return True
+        if record.state == "failed" and outcome.get("may_have_been_sent"):
+            self._job.record(index, FailedChunk(tuple(chunk), _rebuilt_error(outcome)))
+            return True
+        if record.state == "sending" and not self._job.resend_in_flight:
+            # In flight when the previous run stopped: the server may have it.
+            error = ChunkCancelled(
+                "in flight when the job's previous run stopped (per its journal)",
+                action=self._endpoint.action,
+                may_have_reached_server=True,
+            )
+            self._job.record(index, FailedChunk(tuple(chunk), error))
+            return True
+        return False  # surely unsent, or in flight and resend_in_flight: send it
 
     def _cut_off(self, index: int, chunk: list[str], *, sent: bool, cause: BaseException) -> None:
         stage = "after its request went out" if sent else "before its request went out"
@@ -214,20 +294,29 @@ class ChunkRunner:
 
     async def _send(self, index: int, chunk: list[str]) -> None:
         sent = False
+        journal = self._job.journal
+        digest = chunk_digest(chunk) if journal is not None else ""
 
-        def on_send() -> None:
+        async def on_send() -> None:
             nonlocal sent
+            if journal is not None:
+                # Durable before the request goes out: after a crash, this
+                # chunk is known to have been in flight.
+                await journal.write(index, ChunkRecord(digest, "sending"))
             sent = True
 
         try:
             try:
                 answer = await self._pipeline.call_chunk(self._endpoint, self._form, chunk, on_send)
             except NimError as error:
-                self._job.record(index, FailedChunk(tuple(chunk), error))
+                outcome: ChunkOutcome = FailedChunk(tuple(chunk), error)
                 if _stops_the_job(error):
                     self._job.stop(error)
             else:
-                self._job.record(index, _read_answer(chunk, answer, self._endpoint.action))
+                outcome = _read_answer(chunk, answer, self._endpoint.action)
+            if journal is not None and sent:
+                await journal.write(index, _record_of(digest, outcome))
+            self._job.record(index, outcome)
         except BaseException as cause:
             # Cancelled, or stopped by an unexpected error: the chunk still
             # gets its one place, saying whether its request went out.
@@ -257,16 +346,55 @@ class ChunkRunner:
 def _stops_the_job(error: NimError) -> bool:
     """An error every chunk would meet: stop rather than spend the budget on refusals.
 
+    A journal that cannot be written stops the job too: no chunk goes out unrecorded.
+
     The client has already checked each chunk's toAccids, so a 414 names a
     common field or the signature (a wrong AppSecret); 403 an app without the
     permission; 404 a sender that does not exist (unknown recipients come back
     in ``unregister`` instead); 301/302/315/422/423 an account or an IP the
     server refuses (facts, "Status codes").
     """
+    if isinstance(error, JournalUnavailable):
+        return True
     return isinstance(error, NimAPIError) and error.code in _JOB_STOPPING_CODES
 
 
 _JOB_STOPPING_CODES = frozenset({301, 302, 315, 403, 404, 414, 422, 423})
+
+
+def _record_of(digest: str, outcome: ChunkOutcome) -> ChunkRecord:
+    """What the journal keeps of a chunk's outcome: enough to place it again on resume."""
+    if isinstance(outcome, SentChunk):
+        answer = {
+            "unregister": outcome.unregister,
+            "msgids": outcome.msgids,
+            "timetag": outcome.timetag,
+        }
+        return ChunkRecord(digest, "sent", answer)
+    error = outcome.error
+    return ChunkRecord(
+        digest,
+        "failed",
+        {
+            "may_have_been_sent": outcome.may_have_been_sent,
+            "type": type(error).__name__,
+            "code": getattr(error, "code", None),
+            "status": getattr(error, "status", None),
+            "desc": getattr(error, "desc", None) or str(error),
+            "action": getattr(error, "action", ""),
+        },
+    )
+
+
+def _rebuilt_error(outcome: Mapping[str, Any]) -> NimError:
+    """The error of a chunk that failed as may-have-been-sent, from its journal record."""
+    kind = getattr(_errors, str(outcome.get("type")), None)
+    code, desc, action = outcome.get("code"), str(outcome.get("desc")), str(outcome["action"])
+    if isinstance(kind, type) and issubclass(kind, _errors.ServerError) and code is not None:
+        return kind(int(code), desc, action, status=int(outcome.get("status") or 200))
+    if isinstance(kind, type) and issubclass(kind, _errors.NimAPIError) and code is not None:
+        return kind(int(code), desc, action)
+    return _errors.NimConnectionError(desc, action=action, may_have_reached_server=True)
 
 
 def _lone_error(error: BaseException) -> BaseException:
@@ -321,14 +449,58 @@ async def send_in_chunks(
     job.claim()
     if isinstance(recipients, Collection):
         job.total = len(recipients)
-    runner = ChunkRunner(
-        pipeline,
-        endpoint,
-        form,
-        chunk_size=chunk_size,
-        max_concurrency=max_concurrency,
-        on_progress=on_progress,
-        job=job,
-        place_all=isinstance(recipients, Collection),
-    )
-    return await runner.run(cast(Recipients, recipients))
+    records: dict[int, ChunkRecord] = {}
+    try:
+        if job.journal is not None:
+            records = await job.journal.open(job_fingerprint(endpoint.action, form, chunk_size))
+            if records and isinstance(recipients, Collection):
+                _check_against(records, recipients, chunk_size)
+        runner = ChunkRunner(
+            pipeline,
+            endpoint,
+            form,
+            chunk_size=chunk_size,
+            max_concurrency=max_concurrency,
+            on_progress=on_progress,
+            job=job,
+            place_all=isinstance(recipients, Collection),
+            records=records,
+        )
+        return await runner.run(cast(Recipients, recipients))
+    finally:
+        if job.journal is not None:
+            await job.journal.aclose()
+
+
+def _check_against(
+    records: Mapping[int, ChunkRecord], recipients: Collection[str], chunk_size: int
+) -> None:
+    """A list's chunks against the journal's, before anything is sent.
+
+    Raises:
+        JournalMismatch: A recorded chunk holds other recipients, or the list is shorter.
+    """
+    chunk: list[str] = []
+    index = 0
+    for accid in recipients:
+        chunk.append(accid)
+        if len(chunk) == chunk_size:
+            _match(records, index, chunk)
+            index, chunk = index + 1, []
+    if chunk:
+        _match(records, index, chunk)
+        index += 1
+    if max(records) >= index:
+        raise JournalMismatch(
+            "the journal records more chunks than the recipients make: it was made for "
+            "another list; nothing was sent"
+        )
+
+
+def _match(records: Mapping[int, ChunkRecord], index: int, chunk: list[str]) -> None:
+    record = records.get(index)
+    if record is not None and record.digest != chunk_digest(chunk):
+        raise JournalMismatch(
+            f"chunk {index} holds other recipients than the journal recorded: it was made "
+            "for another list; nothing was sent"
+        )

@@ -4,7 +4,8 @@ The tree::
 
     NimError
     ├── ConfigurationError(NimError, ValueError) a bad setting: a constructor argument,
-    │                                           batch_size, max_concurrency, a reused BatchJob
+    │   │                                       batch_size, max_concurrency, a reused BatchJob
+    │   └── JournalMismatch                     a journal made for another job
     ├── InvalidRequest(NimError, ValueError)   bad input, raised before anything is sent
     ├── NimAPIError                            the server answered a code other than 200
     │   ├── ParameterError       414
@@ -20,6 +21,7 @@ The tree::
     │   ├── NimTimeout
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
     ├── LimiterUnavailable                     the shared rate limiter's store is down
+    ├── JournalUnavailable                     a bulk job's journal cannot be written
     ├── ClientStateError(NimError, RuntimeError) the client is closed, or used from another
     │                                           event loop; nothing was sent
     └── BatchFailed                            raise_for_failures(): chunks of a bulk send failed
@@ -43,6 +45,8 @@ __all__ = [
     "ConfigurationError",
     "DuplicateRequest",
     "InvalidRequest",
+    "JournalMismatch",
+    "JournalUnavailable",
     "LimiterUnavailable",
     "MalformedAnswer",
     "NimAPIError",
@@ -76,6 +80,18 @@ class ClientStateError(NimError, RuntimeError):
     The client is closed (or was closed while the call waited for its
     rate-limit slot), or it is used from an event loop other than the one
     that first used it, where its pooled connections cannot work.
+    """
+
+
+class JournalMismatch(ConfigurationError):
+    """Raised when a journal was made for another message or other recipients; nothing was sent."""
+
+
+class JournalUnavailable(NimError):
+    """Raised when a bulk job's journal cannot be read or written.
+
+    A chunk is sent only after the journal recorded it, so nothing goes out
+    unrecorded: the job stops with the chunks in flight recorded as usual.
     """
 
 

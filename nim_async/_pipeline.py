@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from typing import TypeVar
 
@@ -138,12 +138,12 @@ class Pipeline:
         endpoint: Endpoint[Answer],
         form: Form,
         chunk: list[str],
-        on_send: Callable[[], None],
+        on_send: Callable[[], Awaitable[None]],
     ) -> Answer:
         """Send one chunk of a bulk send: ``form`` (checked by `batch_form`) to ``chunk``.
 
         Only the chunk's ``toAccids`` is checked here (its accids were checked
-        one by one as they were read: `split_recipients`). ``on_send`` is called
+        one by one as they were read: `split_recipients`). ``on_send`` is awaited
         each time the request is about to go on the wire, so the caller can
         tell afterwards whether anything may have reached the server.
 
@@ -157,7 +157,10 @@ class Pipeline:
         return await self._send(endpoint, fields, on_send)
 
     async def _send(
-        self, endpoint: Endpoint[T], form: Form, on_send: Callable[[], None] | None = None
+        self,
+        endpoint: Endpoint[T],
+        form: Form,
+        on_send: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
         fields = {name: value for name, value in form.items() if isinstance(value, str)}
         upload = next((value for value in form.values() if isinstance(value, Upload)), None)
@@ -207,7 +210,7 @@ class Pipeline:
         fields: Mapping[str, str],
         upload: Upload | None,
         attempt: int,
-        on_send: Callable[[], None] | None,
+        on_send: Callable[[], Awaitable[None]] | None,
     ) -> Answer:
         outcome: object = "?"
         started = time.perf_counter()
@@ -227,7 +230,7 @@ class Pipeline:
                     )
                 sent_at = time.perf_counter()
                 if on_send is not None:
-                    on_send()
+                    await on_send()
                 answer = await exchange(
                     self._http,
                     self.hosts,

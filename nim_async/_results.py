@@ -7,8 +7,11 @@ accepted, ``unregister``, or a ``FailedChunk``.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 
+from ._config import refuse
 from ._errors import (
     BatchFailed,
     ConfigurationError,
@@ -17,6 +20,7 @@ from ._errors import (
     NimConnectionError,
     NimError,
 )
+from ._journal import Journal, SqliteJournal
 
 __all__ = ["BatchJob", "BatchResult", "ChunkOutcome", "FailedChunk", "Progress", "SentChunk"]
 
@@ -145,11 +149,47 @@ class BatchJob:
 
     A job records one send: passing it to a second send raises
     ``ConfigurationError`` before anything is sent.
+
+    With a journal the record outlives the process: running the same send
+    again (the same message, the same recipients in the same order) with a new
+    ``BatchJob`` on the same journal resumes it. Chunks recorded as done are
+    not sent again and their outcome is part of the result; chunks recorded as
+    surely unsent are sent; chunks that were in flight at the crash are failed
+    as may-have-been-sent, unless ``resend_in_flight`` is true.
+
+    Args:
+        journal: A path (an SQLite file), a ``RedisJournal``, or None for none.
+        resend_in_flight: On resume, send again the chunks that were in flight
+            when the previous run stopped (they may then arrive twice).
     """
 
-    __slots__ = ("_calls", "_done", "_failed", "_outcomes", "_used", "stopped", "total")
+    __slots__ = (
+        "_calls",
+        "_done",
+        "_failed",
+        "_outcomes",
+        "_used",
+        "journal",
+        "resend_in_flight",
+        "stopped",
+        "total",
+    )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        journal: Journal | str | os.PathLike[str] | None = None,
+        *,
+        resend_in_flight: bool = False,
+    ) -> None:
+        if journal is None or isinstance(journal, Journal):
+            self.journal: Journal | None = journal
+        elif isinstance(journal, str | os.PathLike):
+            self.journal = SqliteJournal(journal)
+        else:
+            raise refuse("journal", "a path, a RedisJournal or None", journal)
+        if not isinstance(resend_in_flight, bool):
+            raise refuse("resend_in_flight", "True or False", resend_in_flight)
+        self.resend_in_flight = resend_in_flight
         self._outcomes: dict[int, ChunkOutcome] = {}
         self._calls = 0
         self._done = 0

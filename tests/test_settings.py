@@ -222,6 +222,8 @@ def _one_of_each_exception() -> list[nim.NimError]:
         nim.NimError("base"),
         nim.ConfigurationError("batch_size must be ..."),
         nim.InvalidRequest("to", "a str", "list ['a']"),
+        nim.JournalMismatch("another job"),
+        nim.JournalUnavailable("disk full"),
         nim.ClientStateError("closed"),
         nim.LimiterUnavailable("redis is down"),
         nim.ParameterError(414, "bad", "msg/sendMsg"),
