@@ -46,7 +46,7 @@ from ._models import (
     Voice,
 )
 from ._redis import RedisLimiter
-from ._results import BatchJob, BatchResult, FailedChunk, Progress
+from ._results import BatchEstimate, BatchJob, BatchResult, FailedChunk, Progress
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "YUNXIN_CN_URLS",
     "YUNXIN_SG_URLS",
     "ActionLimits",
+    "BatchEstimate",
     "BatchFailed",
     "BatchJob",
     "BatchResult",

@@ -43,6 +43,8 @@ __all__ = [
 
 Recipients = Iterable[str] | AsyncIterable[str]
 ProgressCallback = Callable[[Progress], object]
+# The longest a job goes without reporting its progress, even while it waits.
+PROGRESS_EVERY = 1.0
 
 
 def check_max_concurrency(value: object) -> int:
@@ -142,6 +144,7 @@ class ChunkRunner:
         self._place_all = place_all
         self._slots = anyio.Semaphore(max_concurrency)
         self._reporting = anyio.Lock()
+        self._last_report = 0.0
         self._callback_failed = False
         self._next_index = 0
         # A resumed journal: sends wait until every chunk it recorded was read
@@ -162,25 +165,13 @@ class ChunkRunner:
                 is raised as itself, not wrapped in an exception group.
         """
         try:
-            async with anyio.create_task_group() as group:
-                # Chunks are built here, not in a generator, so that a cancel
-                # finds the recipients already read and accounts for them.
-                if isinstance(recipients, AsyncIterable):
-                    async for accid in recipients:
-                        if not await self._add(group, accid):
-                            break
-                else:
-                    for accid in recipients:
-                        if not await self._add(group, accid):
-                            break
-                if self._pending:
-                    await self._dispatch(group)
-                if self._next_index <= self._last_recorded and self._job.stopped is None:
-                    raise JournalMismatch(
-                        "the recipients end before the journal's chunks do: it records "
-                        "another list of recipients; nothing was sent"
-                    )
-                await self._release_held(group)
+            await self._report_progress()  # before the first call: the total and the estimate
+            async with anyio.create_task_group() as ticker:
+                ticker.start_soon(self._tick)
+                try:
+                    await self._read_and_send(recipients)
+                finally:
+                    ticker.cancel_scope.cancel()
         except BaseException as cause:
             if self._pending:
                 self._cut_off(self._take_index(), self._pending, sent=False, cause=cause)
@@ -192,6 +183,36 @@ class ChunkRunner:
                 raise
             raise lone from None
         return self._job.result()
+
+    async def _tick(self) -> None:
+        # A job waiting a minute on the batch budget still reports: a bar never freezes.
+        if self._on_progress is None:
+            return
+        while True:
+            await anyio.sleep(max(self._last_report + PROGRESS_EVERY - anyio.current_time(), 0))
+            if anyio.current_time() - self._last_report >= PROGRESS_EVERY:
+                await self._report_progress()
+
+    async def _read_and_send(self, recipients: Recipients) -> None:
+        async with anyio.create_task_group() as group:
+            # Chunks are built here, not in a generator, so that a cancel
+            # finds the recipients already read and accounts for them.
+            if isinstance(recipients, AsyncIterable):
+                async for accid in recipients:
+                    if not await self._add(group, accid):
+                        break
+            else:
+                for accid in recipients:
+                    if not await self._add(group, accid):
+                        break
+            if self._pending:
+                await self._dispatch(group)
+            if self._next_index <= self._last_recorded and self._job.stopped is None:
+                raise JournalMismatch(
+                    "the recipients end before the journal's chunks do: it records "
+                    "another list of recipients; nothing was sent"
+                )
+            await self._release_held(group)
 
     def _take_index(self) -> int:
         self._next_index += 1
@@ -334,6 +355,7 @@ class ChunkRunner:
         async with self._reporting:
             if self._callback_failed:
                 return
+            self._last_report = anyio.current_time()
             try:
                 reported = self._on_progress(self._job.progress)
                 if inspect.isawaitable(reported):
@@ -455,6 +477,7 @@ async def send_in_chunks(
             records = await job.journal.open(job_fingerprint(endpoint.action, form, chunk_size))
             if records and isinstance(recipients, Collection):
                 _check_against(records, recipients, chunk_size)
+        job.start(None if job.total is None else pipeline.estimate(endpoint, job.total, chunk_size))
         runner = ChunkRunner(
             pipeline,
             endpoint,

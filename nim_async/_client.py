@@ -16,6 +16,7 @@ from . import _stored
 from ._base import (
     CHINA_URL,
     DEFAULT_MAX_CONCURRENCY,
+    MAX_BATCH_SIZE,
     MSGID_BATCH_SIZE,
     OVERSEAS_URL,
     YUNXIN_CN_URLS,
@@ -23,7 +24,7 @@ from ._base import (
     BaseClient,
 )
 from ._bulk import Recipients, send_in_chunks
-from ._config import int_between
+from ._config import int_between, refuse
 from ._endpoints import (
     BROADCAST,
     SEND_ATTACH_MSG,
@@ -32,7 +33,7 @@ from ._endpoints import (
     SEND_MSG,
 )
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
-from ._results import BatchJob, BatchResult, Progress
+from ._results import BatchEstimate, BatchJob, BatchResult, Progress
 from ._validate import MAX_BATCH_ATTACH_RECIPIENTS
 
 __all__ = ["CHINA_URL", "OVERSEAS_URL", "YUNXIN_CN_URLS", "YUNXIN_SG_URLS", "NimClient"]
@@ -351,3 +352,36 @@ class NimClient(BaseClient):
     delete_broadcast = _stored.delete_broadcast
     mark_read_msg = _stored.mark_read_msg
     mark_read_team_msg = _stored.mark_read_team_msg
+
+    def estimate_batch(
+        self,
+        method: str,
+        recipients: int,
+        *,
+        return_msgid: bool = False,
+        batch_size: int | None = None,
+    ) -> BatchEstimate:
+        """How many calls a bulk send needs, and how long the current budget lets them take.
+
+        Args:
+            method: ``"send_batch_msg"`` or ``"send_batch_attach_msg"``.
+            recipients: How many recipients.
+            return_msgid: Chunks of 100 (``send_batch_msg`` with msg ids).
+            batch_size: The chunk size you will pass; None: the client's.
+
+        Raises:
+            ConfigurationError: An unknown method, or a count or size out of range.
+        """
+        endpoint = {
+            "send_batch_msg": SEND_BATCH_MSG,
+            "send_batch_attach_msg": SEND_BATCH_ATTACH_MSG,
+        }
+        if method not in endpoint:
+            raise refuse("method", "send_batch_msg or send_batch_attach_msg", method)
+        int_between("recipients", recipients, 0, 2**63 - 1)
+        size = self.batch_size if batch_size is None else batch_size
+        most = MAX_BATCH_ATTACH_RECIPIENTS if method == "send_batch_attach_msg" else MAX_BATCH_SIZE
+        int_between("batch_size", size, 1, most)
+        if return_msgid and method == "send_batch_msg":
+            size = min(size, MSGID_BATCH_SIZE)
+        return self._pipeline.estimate(endpoint[method], recipients, size)

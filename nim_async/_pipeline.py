@@ -28,6 +28,7 @@ from ._errors import (
 from ._fields import Form, json_text, not_a_list, safe_repr
 from ._http import Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
+from ._results import BatchEstimate, estimate
 from ._retry import RetryPolicy
 from ._uploads import Upload
 from ._validate import check_recipients, validate
@@ -109,6 +110,14 @@ class Pipeline:
         fields = endpoint.form(arguments)
         validate(endpoint.action, fields)
         return await self._send(endpoint, fields)
+
+    def estimate(
+        self, endpoint: Endpoint[Answer], recipients: int, chunk_size: int
+    ) -> BatchEstimate:
+        """The calls a bulk send needs and the shortest time the current budget allows them."""
+        limits = self._limits(endpoint.action)
+        rates = [] if limits is None else [(rate.calls, rate.per) for rate in limits.rates]
+        return estimate(recipients, chunk_size, rates)
 
     def batch_form(
         self, endpoint: Endpoint[Answer], arguments: Mapping[str, object], recipients: object

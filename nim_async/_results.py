@@ -8,6 +8,8 @@ accepted, ``unregister``, or a ``FailedChunk``.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 
 import attrs
 
@@ -22,7 +24,16 @@ from ._errors import (
 )
 from ._journal import Journal, SqliteJournal
 
-__all__ = ["BatchJob", "BatchResult", "ChunkOutcome", "FailedChunk", "Progress", "SentChunk"]
+__all__ = [
+    "BatchEstimate",
+    "BatchJob",
+    "BatchResult",
+    "ChunkOutcome",
+    "FailedChunk",
+    "Progress",
+    "SentChunk",
+    "estimate",
+]
 
 
 @attrs.frozen
@@ -67,17 +78,36 @@ ChunkOutcome = SentChunk | FailedChunk
 
 @attrs.frozen
 class Progress:
-    """Where a bulk send stands, passed to ``on_progress`` after every chunk.
+    """Where a bulk send stands, passed to ``on_progress`` before the first call, after
+    every chunk, and at least once a second while the job waits (on the rate limiter).
 
     Attributes:
         done: Recipients whose chunk has finished, successfully or not.
         total: All recipients, when the input has a length; else None.
         failed_chunks: Chunks that failed so far.
+        rate: Recipients finished per second since the job started (None before any).
+        eta: Seconds until the end: from the rate once chunks finished, from the
+            budget's estimate before that; None when the total is unknown.
     """
 
     done: int
     total: int | None
     failed_chunks: int
+    rate: float | None = None
+    eta: float | None = None
+
+
+@attrs.frozen
+class BatchEstimate:
+    """How long a bulk send takes at the client's current budget.
+
+    Attributes:
+        calls: Batch calls the recipients need.
+        seconds: The shortest time the budget allows them (answer times not counted).
+    """
+
+    calls: int
+    seconds: float
 
 
 @attrs.frozen
@@ -168,7 +198,9 @@ class BatchJob:
         "_done",
         "_failed",
         "_outcomes",
+        "_started_at",
         "_used",
+        "estimate",
         "journal",
         "resend_in_flight",
         "stopped",
@@ -197,14 +229,29 @@ class BatchJob:
         self._used = False
         self.total: int | None = None
         self.stopped: NimError | None = None
+        self.estimate: BatchEstimate | None = None
+        self._started_at: float | None = None
 
     def __repr__(self) -> str:
         return f"BatchJob(calls={self._calls}, done={self._done}, total={self.total})"
 
     @property
     def progress(self) -> Progress:
-        """Where the job stands now."""
-        return Progress(self._done, self.total, self._failed)
+        """Where the job stands now, with its rate and ETA."""
+        rate = eta = None
+        if self._started_at is not None and self._done:
+            elapsed = max(time.monotonic() - self._started_at, 1e-9)
+            rate = self._done / elapsed
+            if self.total is not None:
+                eta = max(self.total - self._done, 0) / rate
+        elif self.estimate is not None:
+            eta = self.estimate.seconds
+        return Progress(self._done, self.total, self._failed, rate, eta)
+
+    def start(self, estimate: BatchEstimate | None) -> None:
+        """Start the clock of the job's rate, with the budget's estimate for its ETA."""
+        self._started_at = time.monotonic()
+        self.estimate = estimate
 
     def claim(self) -> None:
         """Mark the job as taken by a send.
@@ -252,3 +299,13 @@ class BatchJob:
                 result.timetags.update(dict.fromkeys(outcome.msgids, outcome.timetag))
             accepted += outcome.size - len(outcome.unregister)
         return attrs.evolve(result, accepted=accepted)
+
+
+def estimate(recipients: int, chunk_size: int, rates: Iterable[tuple[int, float]]) -> BatchEstimate:
+    """The calls ``recipients`` need in chunks of ``chunk_size``, and the shortest time
+    the rates (calls per seconds) allow them: every full window but the last waits ``per``.
+    """
+    calls = -(-recipients // chunk_size)
+    waits = [((-(-calls // per_calls)) - 1) * per for per_calls, per in rates]
+    seconds = max(waits, default=0.0) if calls else 0.0
+    return BatchEstimate(calls, float(max(seconds, 0)))

@@ -62,13 +62,14 @@ async def test_the_input_is_read_lazily() -> None:
     ahead: list[int] = []
 
     def on_progress(progress: nim.Progress) -> None:
-        ahead.append(recipients.read - progress.done)
+        if progress.done:  # after a chunk, not the report before the first call
+            ahead.append(recipients.read - progress.done)
 
     async with make_client(emulator, batch_size=100) as client:
         await client.send_batch_attach_msg(
             "alice", recipients, "x", max_concurrency=2, on_progress=on_progress
         )
-    assert len(ahead) == 30
+    assert len(ahead) >= 30  # one report per chunk at least (a slow run adds ticks)
     assert max(ahead) <= (2 + 1) * 100
 
 

@@ -183,3 +183,34 @@ def test_a_journal_that_is_no_journal_is_a_configuration_error(journal: object) 
     """A path, a RedisJournal or None."""
     with pytest.raises(nim.ConfigurationError, match="journal"):
         nim.BatchJob(journal)  # type: ignore[arg-type]
+
+
+def test_a_job_knows_its_calls_and_duration_before_it_starts() -> None:
+    """200,000 recipients at 120 batch calls a minute: 400 calls, 3 minutes of waiting."""
+    client = make_client(rate_limits=nim.RateLimits.default())
+    estimate = client.estimate_batch("send_batch_attach_msg", 200_000)
+    assert estimate == nim.BatchEstimate(calls=400, seconds=180.0)
+    with_ids = client.estimate_batch("send_batch_msg", 200_000, return_msgid=True)
+    assert with_ids == nim.BatchEstimate(calls=2000, seconds=16 * 60.0)
+    bigger = client.estimate_batch("send_batch_attach_msg", 200_000, batch_size=5000)
+    assert bigger == nim.BatchEstimate(calls=40, seconds=0.0)
+    with pytest.raises(nim.ConfigurationError, match="method"):
+        client.estimate_batch("send_msg", 10)
+
+
+async def test_progress_reports_rate_and_eta_and_keeps_reporting_while_the_job_waits() -> None:
+    """Before the first call the ETA is the budget's estimate; waits still report."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limits = nim.RateLimits().with_action("sendBatchAttachMsg", nim.Rate(1, 1.2), block=1)
+    reports: list[nim.Progress] = []
+    async with make_client(emulator, rate_limits=limits, batch_size=10) as client:
+        await client.send_batch_attach_msg("alice", ACCIDS[:30], "x", on_progress=reports.append)
+    first = reports[0]
+    assert (first.done, first.total, first.rate) == (0, 30, None)
+    assert first.eta == pytest.approx(2.4)
+    chunk_reports = {p.done for p in reports if p.done}
+    assert chunk_reports == {10, 20, 30}
+    # Two waits of 1.2 s each: reports came between the chunks, not only after them.
+    assert len(reports) > 1 + len(chunk_reports)
+    assert reports[-1].eta == 0.0
+    assert all(p.rate is not None and p.rate > 0 for p in reports if p.done)
