@@ -39,6 +39,9 @@ from ._support import past_nos_range
 APP_KEY = "key"
 APP_SECRET = "secret"
 
+# Two hundred examples per run: left to the full session (noxfile.py).
+pytestmark = pytest.mark.slow
+
 METHODS = (
     "send_msg",
     "send_batch_msg",

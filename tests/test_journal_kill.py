@@ -88,6 +88,7 @@ def _trials(base_url: str, emulator: NimEmulator, journal_for: Callable[[int], s
     assert mid_job >= 3
 
 
+@pytest.mark.slow
 def test_sqlite_journal_survives_sigkill_at_random_moments(tmp_path: Path) -> None:
     """Twenty kills over loopback against the emulator on a port, each resumed."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
@@ -138,6 +139,7 @@ def restartable_redis(tmp_path: Path) -> Iterator[Callable[[], str]]:
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 def test_redis_journal_survives_sigkill_and_a_redis_restart(
     restartable_redis: Callable[[], str],
 ) -> None:
