@@ -147,17 +147,7 @@ def session_type(value: tuple[object, object]) -> Form:
 
 def int_list(name: str) -> Encoder:
     """A non-empty iterable of ints within 64 bits, sent as a JSON array."""
-    accepts = "a non-empty list of ints within 64 bits"
-
-    def encode(value: object) -> Form:
-        if not_a_list(value) or not isinstance(value, Iterable):
-            raise _refuse(name, accepts, value)
-        items = list(value)
-        if not items or not all(_long(item) for item in items):
-            raise _refuse(name, accepts, items)
-        return {name: json_text(items)}
-
-    return encode
+    return _json_list(name, "a non-empty list of ints within 64 bits", _long, non_empty=True)
 
 
 def string(name: str) -> Encoder:
@@ -293,13 +283,21 @@ def json_value(name: str, *, text: bool = True) -> Encoder:
 
 def string_list(name: str) -> Encoder:
     """An iterable of ``str`` (not a single ``str``) sent as a JSON array."""
-    accepts = "an iterable of str (not a single str)"
+    return _json_list(name, "an iterable of str (not a single str)", _is_str)
 
+
+def _is_str(item: object) -> bool:
+    return isinstance(item, str)
+
+
+def _json_list(
+    name: str, accepts: str, fits: Callable[[object], bool], *, non_empty: bool = False
+) -> Encoder:
     def encode(value: object) -> Form:
         if not_a_list(value) or not isinstance(value, Iterable):
             raise _refuse(name, accepts, value)
         items = list(value)
-        if not all(isinstance(item, str) for item in items):
+        if (non_empty and not items) or not all(fits(item) for item in items):
             raise _refuse(name, accepts, items)
         return {name: json_text(items)}
 
