@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import anyio
 import pytest
 
 import nim_async as nim
-from nim_async._cli import _ProgressBar, main
+from nim_async._cli import main
+from nim_async._cli_batch import _estimate_line, _ProgressBar
 from nim_async.testing import NimEmulator
 
 from ._support import APP_KEY, APP_SECRET, free_port, listens_soon
@@ -44,9 +48,43 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
     return out, err.rstrip("\n")
 
 
+def _batch_error_line(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """Return (stdout, the error line) of a batch that started: stderr is the
+    estimate line, then one error line, and no traceback."""
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    estimate, line = err.splitlines()
+    assert _ESTIMATE.fullmatch(estimate), estimate
+    assert err.endswith("\n")
+    return out, line
+
+
 def _write_accids(path: Path, count: int) -> str:
     path.write_text("".join(f"user{n}\n" for n in range(count)))
     return str(path)
+
+
+def _summary(**changes: object) -> dict[str, object]:
+    """A batch summary: every recipient accepted in one call, but for ``changes``."""
+    summary: dict[str, object] = {
+        "accepted": 0,
+        "unregistered": 0,
+        "failed_chunks": 0,
+        "surely_unsent": 0,
+        "maybe_sent": 0,
+        "unread": 0,
+        "calls": 1,
+        "stopped": None,
+        "resumed_chunks": 0,
+    }
+    assert changes.keys() <= summary.keys()
+    return summary | changes
+
+
+_ESTIMATE = re.compile(
+    r"nim-async: (\S+ calls for \S+ recipients, at least .+ at the current budget.*"
+    r"|the number of recipients is unknown \(stdin or a pipe\), so there is no estimate)"
+)
 
 
 _BATCH_FAILED = re.compile(
@@ -141,15 +179,19 @@ def test_help_lists_every_command_and_the_exit_statuses(
         assert f"\n  {status}" in out
 
 
-def test_demo_reports_no_block_and_everybody_notified_once(
+def test_demo_kills_and_resumes_the_bulk_job_and_nobody_gets_it_twice(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The demo's burst and bulk job get no 416; refused chunks are resent, nobody twice."""
+    """The demo's bulk job is killed part way and resumed from its journal: no 416,
+    the refused chunks are sent on resume, every registered recipient notified once."""
     main(["demo", "--messages", "150", "--recipients", "5000", "--scale", "0.05"])
     out = capsys.readouterr().out
     assert "0 blocked (416)" in out
-    assert "bulk: 5,000 recipients" in out
-    assert "resent 500 surely-unsent recipients: 500 accepted" in out
+    assert "bulk: 10 calls for 5,000 recipients" in out
+    killed = re.search(r"killed after .* s: ([\d,]+) of 5,000 done, .* (\d+) chunks in flight", out)
+    assert killed is not None, out
+    assert 0 < int(killed[1].replace(",", "")) < 5000
+    assert re.search(r"resumed in .* 0 failed; \d+ calls", out), out
     assert "notified exactly once: 4,500 of 4,500; twice or more: 0" in out
 
 
@@ -165,14 +207,9 @@ def test_batch_reads_accids_from_a_file_and_writes_the_unsent(
     with pytest.raises(SystemExit):
         main(["batch", "alice", "hello", "--to", str(accids), "--failed-to", str(failed_to)])
     summary = json.loads(capsys.readouterr().out)
-    assert summary == {
-        "accepted": 700,
-        "unregistered": 0,
-        "failed_chunks": 1,
-        "surely_unsent": 500,
-        "maybe_sent": 0,
-        "calls": 3,
-    }
+    assert summary == _summary(
+        accepted=700, failed_chunks=1, surely_unsent=500, calls=3, stopped="ParameterError"
+    )
     unsent = failed_to.read_text().split()
     assert len(unsent) == 500
     assert {m.to for m in emulator.messages}.isdisjoint(unsent)
@@ -194,27 +231,63 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_the_progress_bar_draws_on_a_terminal_only() -> None:
-    """A bar with the total when known, a count when not; nothing when piped."""
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_the_progress_bar_draws_count_rate_and_eta_on_a_terminal() -> None:
+    """On a terminal: the count, the share, the rate, the ETA and the failed chunks."""
     terminal = _Terminal()
-    bar = _ProgressBar(terminal, width=10)
-    bar(nim.Progress(done=500, total=1000, failed_chunks=1))
-    bar(nim.Progress(done=1500, total=None, failed_chunks=0))
-    bar.close()
-    assert terminal.getvalue() == (
-        "\r[#####.....] 500/1,000, 1 failed chunks\r1,500 recipients, 0 failed chunks\n"
-    )
+    with _ProgressBar(terminal) as bar:
+        bar(nim.Progress(done=0, total=1000, failed_chunks=0, eta=180.0))
+        bar(nim.Progress(done=500, total=1000, failed_chunks=1, rate=250.0, eta=2.0))
+    drawn = _ANSI.sub("", terminal.getvalue())
+    assert "0/1,000" in drawn
+    assert "eta 3 min 0 s" in drawn
+    last = drawn.rsplit("\r", 1)[-1]
+    for part in ("500/1,000", "50%", "250/s", "eta 2.0 s", "1 failed chunks"):
+        assert part in last, drawn
+
+
+def test_the_progress_bar_counts_without_a_total() -> None:
+    """Recipients from stdin have no total: the bar counts them, with the rate."""
+    terminal = _Terminal()
+    with _ProgressBar(terminal) as bar:
+        bar(nim.Progress(done=1500, total=None, failed_chunks=0, rate=1234.5))
+    drawn = _ANSI.sub("", terminal.getvalue())
+    assert "1,500 recipients" in drawn
+    assert "1,234/s" in drawn or "1,235/s" in drawn
+    assert "eta" not in drawn
+
+
+def test_the_progress_bar_is_silent_when_not_on_a_terminal() -> None:
+    """Piped or redirected, stderr gets no bar."""
     piped = io.StringIO()
-    silent = _ProgressBar(piped)
-    silent(nim.Progress(done=1, total=2, failed_chunks=0))
-    silent.close()
+    with _ProgressBar(piped) as bar:
+        bar(nim.Progress(done=1, total=2, failed_chunks=0, rate=1.0, eta=1.0))
     assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("calls", "recipients", "seconds", "line"),
+    [
+        (400, 200_000, 180.0, "400 calls for 200,000 recipients, at least 3 min 0 s"),
+        (3, 1200, 0.0, "3 calls for 1,200 recipients, at least 0.0 s"),
+        (2000, 1_000_000, 7980.0, "2,000 calls for 1,000,000 recipients, at least 2 h 13 min"),
+        (120, 60_000, 42.4, "120 calls for 60,000 recipients, at least 42 s"),
+    ],
+)
+def test_the_estimate_line_names_calls_recipients_and_time(
+    calls: int, recipients: int, seconds: float, line: str
+) -> None:
+    """The estimate: calls, recipients and the shortest time the budget allows."""
+    estimate = nim.BatchEstimate(calls, seconds)
+    assert _estimate_line(estimate, recipients, 0) == f"{line} at the current budget"
 
 
 def test_the_emulator_command_serves_on_a_port() -> None:
     """`nim-async emulator --port N` answers real clients until stopped."""
     port = free_port()
-    command = "from nim_async._cli import _ProgressBar, main; main()"
+    command = "from nim_async._cli import main; main()"
     server = subprocess.Popen(
         [sys.executable, "-c", command, "emulator", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -285,11 +358,11 @@ def test_broadcast_recall_and_upload_commands(
 def test_batch_all_accepted_exits_0(
     emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """Every chunk accepted: the summary on stdout, nothing on stderr, status 0."""
+    """Every chunk accepted: the summary on stdout, only the estimate on stderr, status 0."""
     main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1200)])
     out, err = capsys.readouterr()
-    assert json.loads(out)["accepted"] == 1200
-    assert err == ""
+    assert json.loads(out) == _summary(accepted=1200, calls=3)
+    assert err == "nim-async: 3 calls for 1,200 recipients, at least 0.0 s at the current budget\n"
 
 
 def test_batch_with_unregistered_recipients_exits_0(
@@ -303,15 +376,8 @@ def test_batch_with_unregistered_recipients_exits_0(
         monkeypatch.setenv("NIM_BASE_URL", base_url)
         main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 3)])
     out, err = capsys.readouterr()
-    assert json.loads(out) == {
-        "accepted": 1,
-        "unregistered": 2,
-        "failed_chunks": 0,
-        "surely_unsent": 0,
-        "maybe_sent": 0,
-        "calls": 1,
-    }
-    assert err == ""
+    assert json.loads(out) == _summary(accepted=1, unregistered=2)
+    assert err == "nim-async: 1 calls for 3 recipients, at least 0.0 s at the current budget\n"
 
 
 @pytest.mark.usefixtures("served_env")
@@ -326,9 +392,9 @@ def test_batch_with_a_wrong_secret_exits_1_naming_parameter_error(
     with pytest.raises(SystemExit) as exited:
         main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1200)])
     assert exited.value.code == 1
-    out, line = _one_error_line(capsys)
+    out, line = _batch_error_line(capsys)
     summary = json.loads(out)
-    assert summary["accepted"] == 0
+    assert (summary["accepted"], summary["stopped"]) == (0, "ParameterError")
     assert emulator.messages == []
     assert {call.code for call in emulator.calls} == {414}
     match = _BATCH_FAILED.fullmatch(line)
@@ -362,7 +428,7 @@ def test_batch_with_some_failed_chunks_exits_1(
     with pytest.raises(SystemExit) as exited:
         main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1500)])
     assert exited.value.code == 1
-    out, line = _one_error_line(capsys)
+    out, line = _batch_error_line(capsys)
     summary = json.loads(out)
     assert (summary["accepted"], summary["failed_chunks"]) == (1000, 1)
     assert (summary["surely_unsent"], summary["maybe_sent"]) == (surely_unsent, maybe_sent)
@@ -426,3 +492,190 @@ def test_the_command_prints_no_traceback_for_a_missing_file(tmp_path: Path) -> N
     assert finished.returncode == 2
     assert finished.stdout == ""
     assert finished.stderr == f"nim-async: cannot read {missing}: No such file or directory\n"
+
+
+def _csv(path: Path, count: int, header: str = "name,accid,city") -> str:
+    rows = "".join(f'"User, no. {n}",user{n},Hangzhou\n' for n in range(count))
+    # With a byte order mark, as spreadsheets write it.
+    path.write_text(f"{header}\n{rows}", encoding="utf-8-sig")
+    return str(path)
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_reads_a_csv_column(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--column NAME` reads the accids from that column of a CSV file with a header."""
+    main(["batch", "alice", "hi", "--to", _csv(tmp_path / "to.csv", 700), "--column", "accid"])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == _summary(accepted=700, calls=2)
+    assert err == "nim-async: 2 calls for 700 recipients, at least 0.0 s at the current budget\n"
+    assert sorted(m.to for m in emulator.messages) == sorted(f"user{n}" for n in range(700))
+
+
+@pytest.mark.usefixtures("served_env")
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name,id\nbob,bob\n", "has no column 'accid': its first row is 'name', 'id'"),
+        ("bob\ncarol\n", "has no column 'accid': its first row is 'bob'"),
+        ("", "is empty: --column needs a CSV file with a header row"),
+    ],
+    ids=["other-columns", "no-header", "empty"],
+)
+def test_batch_without_the_csv_column_exits_2_before_anything_is_sent(
+    emulator: NimEmulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    text: str,
+    message: str,
+) -> None:
+    """A missing column, or a file without a header row, is one line and status 2."""
+    source = tmp_path / "to.csv"
+    source.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hi", "--to", str(source), "--column", "accid"])
+    assert exited.value.code == 2
+    out, line = _one_error_line(capsys)
+    assert line == f"nim-async: {source} {message}"
+    assert (out, emulator.calls) == ("", [])
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_from_stdin_says_the_count_is_unknown(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stdin is read once, so it is not counted: the estimate line says so."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("accid\nbob\ncarol\n"))
+    main(["batch", "alice", "hi", "--column", "accid"])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["accepted"] == 2
+    assert err == (
+        "nim-async: the number of recipients is unknown (stdin or a pipe), "
+        "so there is no estimate\n"
+    )
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_from_a_pipe_reads_it_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A named pipe (as `--to <(...)` gives) is not counted first: it is read once, by the job."""
+    pipe = tmp_path / "accids"
+    os.mkfifo(pipe)
+
+    def write() -> None:
+        with pipe.open("w") as out:
+            out.writelines(f"user{n}\n" for n in range(600))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        main(["batch", "alice", "hi", "--to", str(pipe)])
+    finally:
+        writer.join(timeout=20)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == _summary(accepted=600, calls=2)
+    assert "is unknown (stdin or a pipe)" in err
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_with_a_journal_resumes_and_never_resends_what_was_done(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Refused chunks fail the first run (status 1); the same command again sends only
+    them: status 0, every recipient exactly once, the summary covers the whole job."""
+    command = ["batch", "alice", "hi", "--to", _write_accids(tmp_path / "to.txt", 3000)]
+    command += ["--journal", str(tmp_path / "job.sqlite3")]
+    emulator.fail_every("msg/sendBatchMsg", 3, 419)
+    with pytest.raises(SystemExit) as exited:
+        main(command)
+    assert exited.value.code == 1
+    out, line = _batch_error_line(capsys)
+    assert json.loads(out) == _summary(accepted=2000, failed_chunks=2, surely_unsent=1000, calls=6)
+    assert line.startswith("nim-async: 2 chunks failed (1000 recipients); first error: ")
+
+    emulator.fail_every("msg/sendBatchMsg", 0, 419)
+    main(command)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == _summary(accepted=3000, calls=2, resumed_chunks=6)
+    assert err.startswith("nim-async: 6 calls for 3,000 recipients, at least ")
+    assert err.endswith(", less the 6 chunks the journal records (resuming)\n")
+    assert [call.code for call in emulator.calls].count(200) == 6
+    deliveries = Counter(m.to for m in emulator.messages)
+    assert len(deliveries) == 3000
+    assert set(deliveries.values()) == {1}
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_with_a_journal_of_another_message_exits_2_before_anything_is_sent(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A journal records one job: another message on it is JournalMismatch, one line."""
+    to = _write_accids(tmp_path / "to.txt", 10)
+    journal = str(tmp_path / "job.sqlite3")
+    main(["batch", "alice", "hello", "--to", to, "--journal", journal])
+    capsys.readouterr()
+    calls = len(emulator.calls)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "goodbye", "--to", to, "--journal", journal])
+    assert exited.value.code == 2
+    out, line = _one_error_line(capsys)
+    assert line.startswith(f"nim-async: JournalMismatch: the journal {journal!r} records another")
+    assert (out, len(emulator.calls)) == ("", calls)
+
+
+@pytest.mark.usefixtures("served_env")
+def test_a_journal_that_is_not_one_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A --journal file that SQLite cannot use is the user's file: one line, status 2."""
+    journal = tmp_path / "notes.txt"
+    journal.write_text("not a database\n" * 100)
+    to = _write_accids(tmp_path / "to.txt", 10)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", to, "--journal", str(journal)])
+    assert exited.value.code == 2
+    assert _one_error_line(capsys)[1].startswith(f"nim-async: the journal {str(journal)!r} ")
+
+
+def test_resend_in_flight_needs_a_journal(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--resend-in-flight` alone is a bad argument: status 2."""
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--resend-in-flight"])
+    assert exited.value.code == 2
+    assert _one_error_line(capsys)[1] == "nim-async: --resend-in-flight needs --journal"
+
+
+@pytest.mark.usefixtures("served_env")
+def test_a_stopped_batch_counts_and_writes_the_unread_recipients(
+    emulator: NimEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A job stopped early (a wrong secret) leaves the rest of the file unread:
+    counted in the summary and written to --failed-to with the refused ones."""
+    monkeypatch.setenv("NIM_APP_SECRET", "wrong-secret")
+    failed_to = tmp_path / "unsent.txt"
+    to = _write_accids(tmp_path / "to.txt", 6000)
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "alice", "hello", "--to", to, "--failed-to", str(failed_to)])
+    assert exited.value.code == 1
+    summary = json.loads(_batch_error_line(capsys)[0])
+    assert summary["stopped"] == "ParameterError"
+    assert summary["unread"] > 0
+    assert summary["surely_unsent"] + summary["unread"] == 6000
+    assert failed_to.read_text().split() == [f"user{n}" for n in range(6000)]
+
+
+def test_batch_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """`batch --help` lists its options and the exit statuses."""
+    with pytest.raises(SystemExit) as exited:
+        main(["batch", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--to", "--column", "--attach", "--journal", "--resend-in-flight"):
+        assert option in out
+    assert "--failed-to" in out
+    assert "journal of another job" in out
