@@ -27,6 +27,7 @@ from ._errors import (
     RateLimited,
     RecallExpired,
     ServerError,
+    SlotTimeout,
 )
 from ._journal import Journal, RedisJournal, SqliteJournal
 from ._limits import ActionLimits, Limiter, LimiterStats, LocalLimiter, Rate, RateLimits
@@ -100,6 +101,7 @@ __all__ = [
     "RetryPolicy",
     "SendResult",
     "ServerError",
+    "SlotTimeout",
     "SqliteJournal",
     "Text",
     "Tip",

@@ -7,6 +7,7 @@ closes them; ``NimClient`` adds one thin method per endpoint.
 
 from __future__ import annotations
 
+import copy
 import enum
 import math
 from collections.abc import Sequence
@@ -282,6 +283,28 @@ class BaseClient:
         self._state = _State.CLOSED
         self._pipeline.close()
         await self._http.aclose()
+
+    def with_options(self: _Client, *, max_wait: float | None = None) -> _Client:
+        """A view of this client that shares its connection pool, limiter and lifecycle.
+
+        As OpenAI's and Anthropic's clients do: ``client.with_options(max_wait=2.0)``
+        in a request handler fails fast with ``SlotTimeout`` (nothing sent)
+        when the rate-limit slot would come later than 2 s, instead of waiting
+        out the budget. Closing either closes both.
+
+        Args:
+            max_wait: The longest a call waits for its rate-limit slot, in
+                seconds; None waits as long as the budget needs.
+
+        Raises:
+            ConfigurationError: ``max_wait`` is not a positive number or None.
+        """
+        number = isinstance(max_wait, int | float) and not isinstance(max_wait, bool)
+        if max_wait is not None and not (number and 0 < max_wait < math.inf):
+            raise refuse("max_wait", "a positive number of seconds or None", max_wait)
+        view = copy.copy(self)
+        view._pipeline = self._pipeline.with_max_wait(max_wait)
+        return view
 
     def limiter_stats(self) -> dict[str, LimiterStats]:
         """Return, per action, the calls made, the waits for a slot, their time and the 416s seen.

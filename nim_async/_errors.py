@@ -21,6 +21,7 @@ The tree::
     │   ├── NimTimeout
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
     ├── LimiterUnavailable                     the shared rate limiter's store is down
+    ├── SlotTimeout                            no rate-limit slot within max_wait; not sent
     ├── JournalUnavailable                     a bulk job's journal cannot be written
     ├── ClientStateError(NimError, RuntimeError) the client is closed, or used from another
     │                                           event loop; nothing was sent
@@ -59,6 +60,7 @@ __all__ = [
     "RateLimited",
     "RecallExpired",
     "ServerError",
+    "SlotTimeout",
 ]
 
 
@@ -245,6 +247,26 @@ class ChunkCancelled(NimConnectionError):
 
     ``may_have_reached_server`` is True when its request had gone out.
     """
+
+
+class SlotTimeout(NimError):
+    """Raised when a call would wait longer than ``max_wait`` for its rate-limit slot.
+
+    Nothing was sent. Set with ``client.with_options(max_wait=...)`` so that a
+    request handler fails fast (answer 429 with ``Retry-After``) instead of
+    waiting out the budget.
+
+    Attributes:
+        retry_after: Seconds after which a retry may find a slot (a hint).
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild, (type(self), self.message, {"retry_after": self.retry_after})
 
 
 class LimiterUnavailable(NimError):

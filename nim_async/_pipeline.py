@@ -6,7 +6,9 @@ result or an exception → retry if (and only if) safe.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
@@ -24,6 +26,7 @@ from ._errors import (
     NimAPIError,
     NimError,
     RateLimited,
+    SlotTimeout,
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
 from ._http import Hosts, exchange
@@ -38,6 +41,16 @@ __all__ = ["Pipeline"]
 logger = logging.getLogger("nim_async")
 
 T = TypeVar("T")
+
+
+class _Lifecycle:
+    """Whether the client is closed, and the calls waiting for a slot (to end their wait)."""
+
+    __slots__ = ("closed", "waiting")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.waiting: set[anyio.CancelScope] = set()
 
 
 class Pipeline:
@@ -68,14 +81,24 @@ class Pipeline:
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
-        self._closed = False
-        # Calls waiting for a rate-limit slot: closing the client ends their wait.
-        self._waiting: set[anyio.CancelScope] = set()
+        # Shared with every view (with_max_wait): closing the client closes them all.
+        self._lifecycle = _Lifecycle()
+        self.max_wait: float | None = None
+
+    def with_max_wait(self, max_wait: float | None) -> Pipeline:
+        """A view on this pipeline whose calls wait at most ``max_wait`` for a slot.
+
+        It shares the connection pool, the limiter, the statistics and the
+        lifecycle; its settings start as this pipeline's.
+        """
+        view = copy.copy(self)
+        view.max_wait = max_wait
+        return view
 
     def close(self) -> None:
         """Refuse every further attempt, and end the waits of calls queued for a slot."""
-        self._closed = True
-        for waiting in self._waiting:
+        self._lifecycle.closed = True
+        for waiting in self._lifecycle.waiting:
             waiting.cancel()
 
     @property
@@ -193,6 +216,9 @@ class Pipeline:
                 )
                 await self._before_retry(endpoint.action, error, attempt)
 
+    def _wait_bound(self) -> float:
+        return math.inf if self.max_wait is None else self.max_wait
+
     def _limits(self, action: str) -> ActionLimits | None:
         return None if self.rate_limits is None else self.rate_limits.for_action(action)
 
@@ -226,13 +252,21 @@ class Pipeline:
         sent_at: float | None = None
         try:
             async with AsyncExitStack() as slot:
+                lifecycle = self._lifecycle
                 with anyio.CancelScope() as waiting:
-                    self._waiting.add(waiting)
+                    lifecycle.waiting.add(waiting)
                     try:
-                        await slot.enter_async_context(self._slot(action))
+                        with anyio.move_on_after(self._wait_bound()) as bounded:
+                            await slot.enter_async_context(self._slot(action))
                     finally:
-                        self._waiting.discard(waiting)
-                if self._closed:
+                        lifecycle.waiting.discard(waiting)
+                if bounded.cancelled_caught and not lifecycle.closed:
+                    raise SlotTimeout(
+                        f"{action}: no rate-limit slot within max_wait={self.max_wait:g} s; "
+                        "it was not sent",
+                        retry_after=self.max_wait or 0.0,
+                    )
+                if lifecycle.closed:
                     raise ClientStateError(
                         f"{action}: the client was closed before this call was sent; "
                         "it was not sent"
