@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import version as _metadata_version
 
+from ._callbacks import (
+    DEFAULT_CALLBACK_MAX_AGE,
+    CallbackRejected,
+    callback_dependency,
+    callback_id,
+    verify_callback,
+)
 from ._client import CHINA_URL, OVERSEAS_URL, YUNXIN_CN_URLS, YUNXIN_SG_URLS, NimClient
 from ._errors import (
     BatchFailed,
@@ -52,6 +59,7 @@ from ._retry import RetryPolicy
 
 __all__ = [
     "CHINA_URL",
+    "DEFAULT_CALLBACK_MAX_AGE",
     "OVERSEAS_URL",
     "YUNXIN_CN_URLS",
     "YUNXIN_SG_URLS",
@@ -62,6 +70,7 @@ __all__ = [
     "BatchResult",
     "Body",
     "Broadcast",
+    "CallbackRejected",
     "ChunkCancelled",
     "ClientStateError",
     "ClockSkew",
@@ -107,6 +116,9 @@ __all__ = [
     "Tip",
     "Video",
     "Voice",
+    "callback_dependency",
+    "callback_id",
+    "verify_callback",
 ]
 
 __version__ = _metadata_version("nim-async")

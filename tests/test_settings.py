@@ -227,6 +227,7 @@ def _one_of_each_exception() -> list[nim.NimError]:
         nim.ClientStateError("closed"),
         nim.LimiterUnavailable("redis is down"),
         nim.SlotTimeout("no slot within 2 s", retry_after=2.0),
+        nim.CallbackRejected("checksum", "CheckSum does not match"),
         nim.ParameterError(414, "bad", "msg/sendMsg"),
         nim.ClockSkew(414, "CurTime is off", "msg/sendMsg"),
         nim.PermissionDenied(403, "no", "msg/sendMsg"),

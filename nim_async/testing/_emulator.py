@@ -368,6 +368,38 @@ class NimEmulator:
 
         await serve_forever(self.app, host, port, on_stop=self._print_summary)
 
+    async def deliver_callbacks(
+        self, url: str, *, since: int = 0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> list[int]:
+        """POST the message copy (抄送) of the stored messages to ``url``, signed as NIM signs it.
+
+        One JSON event (``eventType`` 1) per message in `messages` from index
+        ``since`` on, in order; custom notifications have no msgid and no event.
+        Each request carries ``AppKey``, ``CurTime`` (milliseconds, the service's
+        clock), ``MD5`` and ``CheckSum``. Calling it again delivers the same
+        events again, as NIM's repeated deliveries do.
+
+        Args:
+            url: The receiver's URL.
+            since: The index in `messages` to start from (``len(messages)`` after
+                an earlier delivery sends only the new ones).
+            transport: An httpx transport, e.g. ``httpx.ASGITransport(app)`` for a
+                receiver in-process; ``None`` sends over the network.
+
+        Returns:
+            The HTTP status of each answer, in order.
+
+        Raises:
+            httpx.HTTPError: A request failed, or got no answer within 5 s.
+        """
+        from ._callbacks import deliver, message_event
+
+        with self._lock:
+            events = [message_event(m) for m in self._world.messages[since:] if m.msgid is not None]
+        return await deliver(
+            url, events, self._app_key, self._app_secret, self._world.clock, transport=transport
+        )
+
     def _log_summary(self) -> None:
         logger.info("%s", self.summary())
 
