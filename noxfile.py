@@ -1,4 +1,4 @@
-"""Developer tasks. ``nox`` runs the default set: tests, lint and typecheck.
+"""Developer tasks. ``nox`` runs the default set: tests, lint, typecheck and docs.
 
 The tests run against the built package (pip builds and installs a wheel, and
 pytest's importlib mode imports it from site-packages, not from the checkout),
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
@@ -58,6 +58,22 @@ def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict, and the public API as users call it."""
     session.install("-e", ".[emulator,cli,redis,tests,typecheck]")
     session.run("mypy", "nim_async", "tests/typing")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml, docs/) into .nox/docs/site, warnings as errors.
+
+    mkdocstrings reads the API reference from the docstrings (Google style); a
+    docstring griffe cannot match to its signature, a broken link or an exported
+    name missing from the reference fails the build.
+    """
+    session.install(".[docs]")
+    # Material's notice about its successor is not a warning about these docs.
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    # Into .nox/ (ignored by git), not the checkout's site/.
+    site = Path(session.virtualenv.location) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs)
 
 
 @nox.session

@@ -31,6 +31,7 @@ from ._fields import Form
 from ._journal import ChunkRecord, chunk_digest, job_fingerprint
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
+from ._telemetry import telemetry
 from ._validate import split_recipients
 
 __all__ = [
@@ -338,6 +339,7 @@ class ChunkRunner:
             if journal is not None and sent:
                 await journal.write(index, _record_of(digest, outcome))
             self._job.record(index, outcome)
+            _count_recipients(self._endpoint.action, outcome)
         except BaseException as cause:
             # Cancelled, or stopped by an unexpected error: the chunk still
             # gets its one place, saying whether its request went out.
@@ -382,6 +384,15 @@ def _stops_the_job(error: NimError) -> bool:
 
 
 _JOB_STOPPING_CODES = frozenset({301, 302, 315, 403, 404, 414, 422, 423})
+
+
+def _count_recipients(action: str, outcome: ChunkOutcome) -> None:
+    count = telemetry().batch_recipients
+    if isinstance(outcome, SentChunk):
+        count(action, "accepted", outcome.size - len(outcome.unregister))
+        count(action, "unregistered", len(outcome.unregister))
+    else:
+        count(action, "maybe_sent" if outcome.may_have_been_sent else "unsent", len(outcome.accids))
 
 
 def _record_of(digest: str, outcome: ChunkOutcome) -> ChunkRecord:

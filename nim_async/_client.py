@@ -44,7 +44,7 @@ class NimClient(BaseClient):
 
     Create it inside the running event loop (in a FastAPI lifespan, not at
     import time): its connections belong to the loop that first uses them.
-    Use it as ``async with NimClient(...) as client:`` or call :meth:`aclose`.
+    Use it as ``async with NimClient(...) as client:`` or call `aclose`.
 
     Args:
         app_key: The app's AppKey.

@@ -81,8 +81,8 @@ def _frozen_mapping(value: Mapping[str, ActionLimits]) -> tuple[tuple[str, Actio
 class RateLimits:
     """The client-side budget of every action, immutable.
 
-    Build it with :meth:`default`, then derive changed copies with
-    :meth:`with_action` (a bigger plan) or :meth:`scaled` (compressed time for
+    Build it with `default`, then derive changed copies with
+    `with_action` (a bigger plan) or `scaled` (compressed time for
     tests and demos).
 
     Args:

@@ -33,6 +33,7 @@ from ._http import Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._results import BatchEstimate, estimate
 from ._retry import RetryPolicy
+from ._telemetry import telemetry
 from ._uploads import Upload
 from ._validate import check_recipients, validate
 
@@ -248,6 +249,7 @@ class Pipeline:
         on_send: Callable[[], Awaitable[None]] | None,
     ) -> Answer:
         outcome: object = "?"
+        started_ns = time.time_ns()
         started = time.perf_counter()
         sent_at: float | None = None
         try:
@@ -299,7 +301,16 @@ class Pipeline:
             raise
         finally:
             ended = time.perf_counter()
-            self._count(action, None if sent_at is None else sent_at - started, outcome == 416)
+            waited = None if sent_at is None else sent_at - started
+            self._count(action, waited, outcome == 416)
+            telemetry().attempt(
+                action=action,
+                attempt=attempt,
+                base=self.hosts.current,
+                started_ns=started_ns,
+                waited=waited,
+                outcome=outcome,
+            )
             logger.debug(
                 "action=%s attempt=%d outcome=%s elapsed_ms=%.1f waited_ms=%.1f",
                 action,

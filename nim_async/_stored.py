@@ -62,7 +62,7 @@ async def upload(
         https: Return an https URL (``ishttps``; server default false).
         expire_sec: Seconds until the file expires, at least 86400 (``expireSec``).
         tag: The file's use, at most 32 characters (``tag``); used by
-            :meth:`clean_nos_files`.
+            `clean_nos_files`.
 
     Returns:
         The file's URL.

@@ -4,6 +4,7 @@ Needs the ``emulator`` extra (Starlette, python-multipart, uvicorn) to serve;
 importing this package does not, so the pytest plugin loads without it.
 """
 
+from ._delivered import assert_delivered, deliveries
 from ._emulator import NimEmulator
 from ._records import (
     Call,
@@ -24,4 +25,6 @@ __all__ = [
     "StoredBroadcast",
     "StoredMessage",
     "Upload",
+    "assert_delivered",
+    "deliveries",
 ]

@@ -1,0 +1,135 @@
+"""OpenTelemetry spans and metrics, when the ``otel`` extra is installed; nothing otherwise.
+
+Each attempt is a span following OpenTelemetry's HTTP client conventions
+(``POST``, kind CLIENT, ``http.request.method``, ``url.full``,
+``server.address``, ``http.response.status_code``, ``error.type``) plus NIM's
+own attributes (``nim.action``, ``nim.attempt``, ``nim.code``,
+``nim.limiter.wait``). Metrics: calls by action and outcome, 416 answers,
+limiter wait time, batch recipients by outcome. The API is looked up once, at
+the first call; without it every hook is a no-op and nothing is imported.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["Telemetry", "telemetry"]
+
+_INSTRUMENTATION = "nim_async"
+
+
+class Telemetry:
+    """The no-op telemetry: what runs when OpenTelemetry is not installed."""
+
+    __slots__ = ()
+
+    def attempt(
+        self,
+        *,
+        action: str,
+        attempt: int,
+        base: object,
+        started_ns: int,
+        waited: float | None,
+        outcome: object,
+    ) -> None:
+        """Record one finished attempt: its span and its metrics."""
+
+    def batch_recipients(self, action: str, outcome: str, count: int) -> None:
+        """Count ``count`` recipients of a bulk send with ``outcome``."""
+
+
+class _OpenTelemetry(Telemetry):
+    """Spans and metrics through the OpenTelemetry API (the ``otel`` extra)."""
+
+    __slots__ = ("_calls", "_rate_limited", "_recipients", "_trace", "_tracer", "_wait")
+
+    def __init__(self, trace: Any, metrics: Any) -> None:
+        from importlib.metadata import version
+
+        self._trace = trace
+        self._tracer = trace.get_tracer(_INSTRUMENTATION, version("nim-async"))
+        meter = metrics.get_meter(_INSTRUMENTATION, version("nim-async"))
+        self._calls = meter.create_counter(
+            "nim.calls", unit="{call}", description="NIM calls made, by action and outcome"
+        )
+        self._rate_limited = meter.create_counter(
+            "nim.rate_limited", unit="{answer}", description="416 answers: the action blocked"
+        )
+        self._wait = meter.create_histogram(
+            "nim.limiter.wait", unit="s", description="Time waited for a rate-limit slot"
+        )
+        self._recipients = meter.create_counter(
+            "nim.batch.recipients",
+            unit="{recipient}",
+            description="Recipients of bulk sends, by outcome",
+        )
+
+    def attempt(
+        self,
+        *,
+        action: str,
+        attempt: int,
+        base: object,
+        started_ns: int,
+        waited: float | None,
+        outcome: object,
+    ) -> None:
+        """See `Telemetry.attempt`."""
+        import urllib.parse
+
+        url = f"{base}{action}.action"
+        parts = urllib.parse.urlsplit(url)
+        attributes: dict[str, Any] = {
+            "http.request.method": "POST",
+            "url.full": url,
+            "server.address": parts.hostname or "",
+            "nim.action": action,
+            "nim.attempt": attempt,
+        }
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
+        if waited is not None:
+            attributes["nim.limiter.wait"] = waited
+        if isinstance(outcome, int):
+            attributes["nim.code"] = outcome
+            attributes["http.response.status_code"] = 200
+        if outcome != 200:
+            attributes["error.type"] = str(outcome)
+        span = self._tracer.start_span(
+            "POST",
+            kind=self._trace.SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=started_ns,
+        )
+        if outcome != 200:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(outcome)))
+        span.end(end_time=time.time_ns())
+        labels = {"nim.action": action, "nim.outcome": str(outcome)}
+        self._calls.add(1, labels)
+        if outcome == 416:
+            self._rate_limited.add(1, {"nim.action": action})
+        if waited is not None:
+            self._wait.record(waited, {"nim.action": action})
+
+    def batch_recipients(self, action: str, outcome: str, count: int) -> None:
+        """See `Telemetry.batch_recipients`."""
+        if count:
+            self._recipients.add(count, {"nim.action": action, "nim.outcome": outcome})
+
+
+_NO_TELEMETRY = Telemetry()
+_found: list[Telemetry] = []
+
+
+def telemetry() -> Telemetry:
+    """The telemetry in force: OpenTelemetry's when its API imports, else the no-op one."""
+    if not _found:
+        try:
+            from opentelemetry import metrics, trace
+        except ImportError:
+            _found.append(_NO_TELEMETRY)
+        else:
+            _found.append(_OpenTelemetry(trace, metrics))
+    return _found[0]
