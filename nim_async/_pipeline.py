@@ -113,8 +113,10 @@ class Pipeline:
 
     def _count(self, action: str, waited: float | None, rate_limited: bool) -> None:
         old = self._stats.get(action, LimiterStats())
-        # Below a millisecond the slot was free: the time is the lock's, not a wait.
-        did_wait = waited is not None and waited > 0.001
+        # Without limits nobody waits; below a millisecond the slot was free:
+        # the time is the lock's (or a busy machine's), not a wait.
+        limited = self._limits(action) is not None
+        did_wait = limited and waited is not None and waited > 0.001
         self._stats[action] = LimiterStats(
             calls=old.calls + (waited is not None),
             waits=old.waits + did_wait,
