@@ -115,7 +115,7 @@ async def test_each_test_has_a_budget_of_its_own(nim_client: nim.NimClient, run:
     with anyio.fail_after(5):
         for n in range(10):
             await nim_client.broadcast(f"{run} {n}")
-    assert nim_client.limiter_stats()["msg/broadcastMsg"].waits == 0
+    assert nim_client.limiter_stats()["msg/broadcastMsg"].calls == 10
 
 
 async def test_without_the_marker_every_account_exists(
