@@ -195,6 +195,8 @@ class BaseClient:
             limiter=limiter if limiter is not None else shared_local_limiter(),
             retry=_checked_retry(retry),
             hold=_hold_time(http_timeout),
+            max_connections=max_connections,
+            pool_timeout=http_timeout.pool,
         )
         self._state = _State.UNOPENED
         # Set in the event loop that first uses the client: httpx's pool cannot

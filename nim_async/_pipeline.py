@@ -10,8 +10,13 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+)
 from typing import TypeVar
 
 import anyio
@@ -25,6 +30,7 @@ from ._errors import (
     MalformedAnswer,
     NimAPIError,
     NimError,
+    NimTimeout,
     RateLimited,
     SlotTimeout,
 )
@@ -72,6 +78,8 @@ class Pipeline:
         limiter: Limiter,
         retry: RetryPolicy,
         hold: float,
+        max_connections: int,
+        pool_timeout: float | None,
     ) -> None:
         self._http = http
         self.hosts = hosts
@@ -82,6 +90,8 @@ class Pipeline:
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
+        self._connections = anyio.Semaphore(max_connections)
+        self._pool_timeout = math.inf if pool_timeout is None else pool_timeout
         # Shared with every view (with_max_wait): closing the client closes them all.
         self._lifecycle = _Lifecycle()
         self.max_wait: float | None = None
@@ -219,6 +229,28 @@ class Pipeline:
                 )
                 await self._before_retry(endpoint.action, error, attempt)
 
+    @asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[None]:
+        """A turn at the connection pool: at most ``max_connections`` requests inside httpx.
+
+        Two thousand calls queued inside httpx's pool make every release scan
+        them all and can stall the event loop for seconds; queued here they
+        wait in a FIFO that wakes one at a time.
+        """
+        try:
+            with anyio.fail_after(self._pool_timeout):
+                await self._connections.acquire()
+        except TimeoutError:
+            raise NimTimeout(
+                f"no pooled connection became free within {self._pool_timeout:g} s",
+                action=action,
+                may_have_reached_server=False,
+            ) from None
+        try:
+            yield
+        finally:
+            self._connections.release()
+
     def _wait_bound(self) -> float:
         return math.inf if self.max_wait is None else self.max_wait
 
@@ -275,6 +307,7 @@ class Pipeline:
                         f"{action}: the client was closed before this call was sent; "
                         "it was not sent"
                     )
+                await slot.enter_async_context(self._connection(action))
                 sent_at = time.perf_counter()
                 if on_send is not None:
                     await on_send()

@@ -96,3 +96,30 @@ async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: Ni
     assert isinstance(second, nim.NimTimeout)
     assert second.may_have_reached_server is False
     assert len(emulator.calls) == 1
+
+
+async def test_thousands_of_concurrent_calls_queue_outside_the_pool() -> None:
+    """2,000 calls at once: never more than max_connections inside httpx, all answered."""
+    inside = 0
+    most = 0
+
+    class Counting(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal inside, most
+            inside += 1
+            most = max(most, inside)
+            try:
+                await anyio.sleep(0.001)
+                body = {"code": 200, "data": {"msgid": 1, "timetag": 1, "antispam": False}}
+                return httpx.Response(200, json=body)
+            finally:
+                inside -= 1
+
+    async with (
+        make_client(Counting(), max_connections=20) as client,
+        anyio.create_task_group() as group,
+    ):
+        for number in range(2000):
+            group.start_soon(client.send_msg, "alice", f"u{number}", nim.Text("hi"))
+    assert most <= 20
+    assert client.limiter_stats()["msg/sendMsg"].calls == 2000
