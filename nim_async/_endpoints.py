@@ -95,8 +95,10 @@ class Endpoint(Generic[T]):
         for param in self.params:
             if param.also:
                 fields.update(param.fields(tuple(arguments[k] for k in param.keywords)))
-            else:
-                fields.update(param.fields(arguments[param.keyword]))
+                continue
+            value = arguments[param.keyword]
+            if value is not None or param.required:  # most keywords are left out
+                fields.update(param.fields(value))
         return fields
 
 

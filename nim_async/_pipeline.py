@@ -15,7 +15,6 @@ from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
     asynccontextmanager,
-    nullcontext,
 )
 from typing import TypeVar
 
@@ -238,6 +237,16 @@ class Pipeline:
         wait in a FIFO that wakes one at a time.
         """
         try:
+            self._connections.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._wait_for_connection(action)
+        try:
+            yield
+        finally:
+            self._connections.release()
+
+    async def _wait_for_connection(self, action: str) -> None:
+        try:
             with anyio.fail_after(self._pool_timeout):
                 await self._connections.acquire()
         except TimeoutError:
@@ -246,21 +255,14 @@ class Pipeline:
                 action=action,
                 may_have_reached_server=False,
             ) from None
-        try:
-            yield
-        finally:
-            self._connections.release()
 
-    def _wait_bound(self) -> float:
-        return math.inf if self.max_wait is None else self.max_wait
+    def _wait_deadline(self) -> float:
+        return math.inf if self.max_wait is None else anyio.current_time() + self.max_wait
 
     def _limits(self, action: str) -> ActionLimits | None:
         return None if self.rate_limits is None else self.rate_limits.for_action(action)
 
-    def _slot(self, action: str) -> AbstractAsyncContextManager[None]:
-        limits = self._limits(action)
-        if limits is None:
-            return nullcontext()
+    def _slot(self, action: str, limits: ActionLimits) -> AbstractAsyncContextManager[None]:
         return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self.hold)
 
     @staticmethod
@@ -289,14 +291,18 @@ class Pipeline:
         try:
             async with AsyncExitStack() as slot:
                 lifecycle = self._lifecycle
-                with anyio.CancelScope() as waiting:
-                    lifecycle.waiting.add(waiting)
-                    try:
-                        with anyio.move_on_after(self._wait_bound()) as bounded:
-                            await slot.enter_async_context(self._slot(action))
-                    finally:
-                        lifecycle.waiting.discard(waiting)
-                if bounded.cancelled_caught and not lifecycle.closed:
+                limits = self._limits(action)
+                timed_out = False
+                if limits is not None:
+                    # One scope ends the wait: at max_wait, or when the client is closed.
+                    with anyio.CancelScope(deadline=self._wait_deadline()) as waiting:
+                        lifecycle.waiting.add(waiting)
+                        try:
+                            await slot.enter_async_context(self._slot(action, limits))
+                        finally:
+                            lifecycle.waiting.discard(waiting)
+                    timed_out = waiting.cancelled_caught
+                if timed_out and not lifecycle.closed:
                     raise SlotTimeout(
                         f"{action}: no rate-limit slot within max_wait={self.max_wait:g} s; "
                         "it was not sent",

@@ -43,12 +43,13 @@ class Telemetry:
 class _OpenTelemetry(Telemetry):
     """Spans and metrics through the OpenTelemetry API (the ``otel`` extra)."""
 
-    __slots__ = ("_calls", "_rate_limited", "_recipients", "_trace", "_tracer", "_wait")
+    __slots__ = ("_calls", "_metrics", "_rate_limited", "_recipients", "_trace", "_tracer", "_wait")
 
     def __init__(self, trace: Any, metrics: Any) -> None:
         from importlib.metadata import version
 
         self._trace = trace
+        self._metrics = metrics
         self._tracer = trace.get_tracer(_INSTRUMENTATION, version("nim-async"))
         meter = metrics.get_meter(_INSTRUMENTATION, version("nim-async"))
         self._calls = meter.create_counter(
@@ -77,6 +78,8 @@ class _OpenTelemetry(Telemetry):
         outcome: object,
     ) -> None:
         """See `Telemetry.attempt`."""
+        if not self._configured():
+            return
         import urllib.parse
 
         url = f"{base}{action}.action"
@@ -113,9 +116,19 @@ class _OpenTelemetry(Telemetry):
         if waited is not None:
             self._wait.record(waited, {"nim.action": action})
 
+    def _configured(self) -> bool:
+        # The API alone hands out no-op providers: building spans for them is waste.
+        no_tracing = isinstance(self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider)
+        return not (no_tracing and self._metrics_unset())
+
+    def _metrics_unset(self) -> bool:
+        from opentelemetry.metrics import _internal
+
+        return isinstance(self._metrics.get_meter_provider(), _internal._ProxyMeterProvider)
+
     def batch_recipients(self, action: str, outcome: str, count: int) -> None:
         """See `Telemetry.batch_recipients`."""
-        if count:
+        if count and self._configured():
             self._recipients.add(count, {"nim.action": action, "nim.outcome": outcome})
 
 
