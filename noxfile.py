@@ -78,10 +78,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks in benchmarks/: efficiency figures, as ratios to raw httpx.
+    """Run every benchmark (benchmarks/run_all.py): one table, printed and written with a plot.
 
-    Not a default session: the correctness suite asserts none of these figures.
+    Writes benchmarks/results/bench.md and bench.png. Not a default session: the
+    correctness suite asserts none of these figures. redis-server must be on PATH
+    for the RedisLimiter row.
     """
-    session.install(".[emulator,redis]")
-    for script in sorted(Path("benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+    session.install(".[emulator,redis,bench]")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
