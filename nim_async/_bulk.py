@@ -9,26 +9,24 @@ chunk never stops the others.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
-from typing import Any, cast
+from typing import cast
 
 import anyio
 import anyio.abc
 
-from . import _errors
 from ._config import refuse
-from ._endpoints import Answer, Endpoint, answer_int
+from ._endpoints import Answer, Endpoint
 from ._errors import (
     ChunkCancelled,
     JournalMismatch,
     JournalUnavailable,
-    MalformedAnswer,
     NimAPIError,
     NimError,
 )
 from ._fields import Form
 from ._journal import ChunkRecord, chunk_digest, job_fingerprint
+from ._outcomes import check_against, read_answer, record_of, replayed
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
 from ._telemetry import telemetry
@@ -38,7 +36,6 @@ __all__ = [
     "ChunkRunner",
     "Recipients",
     "check_max_concurrency",
-    "parse_unregister",
     "send_in_chunks",
 ]
 
@@ -57,52 +54,6 @@ def check_max_concurrency(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise refuse("max_concurrency", "an int of at least 1", value)
     return value
-
-
-def parse_unregister(value: object) -> list[str]:
-    """Read ``unregister`` in both of the server's shapes (facts: "Accept both").
-
-    The seeds show a JSON array and a JSON-encoded string holding one.
-    """
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        value = json.loads(value)
-    if not isinstance(value, list):
-        raise TypeError(f"unregister is neither a list nor a JSON list: {value!r}")
-    return [str(accid) for accid in value]
-
-
-def _contradiction(chunk: list[str], unregister: list[str], msgids: dict[str, int]) -> str | None:
-    named = set(chunk)
-    strangers = [accid for accid in (*unregister, *msgids) if accid not in named]
-    if strangers:
-        return f"the answer names accids the call did not carry: {strangers[:5]}"
-    if len(set(unregister)) < len(unregister) or set(unregister) & set(msgids):
-        return "the answer names an accid twice"
-    return None
-
-
-def _read_answer(chunk: list[str], answer: Answer, action: str) -> ChunkOutcome:
-    """Read one chunk's answer now, so that a malformed one fails only its own chunk.
-
-    An answer that contradicts its request (accids it did not carry) cannot be
-    trusted to say who was reached: the chunk fails, as may-have-been-sent.
-    """
-    try:
-        msgids = {
-            str(accid): answer_int(msgid) for accid, msgid in (answer.get("msgids") or {}).items()
-        }
-        unregister = parse_unregister(answer.get("unregister"))
-        timetag = None if answer.get("timetag") is None else answer_int(answer["timetag"])
-    except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
-        # The server took the call and answered 200: the chunk may have gone out.
-        error = MalformedAnswer(200, f"malformed batch answer: {exc}", action)
-        return FailedChunk(tuple(chunk), error)
-    problem = _contradiction(chunk, unregister, msgids)
-    if problem is not None:
-        return FailedChunk(tuple(chunk), MalformedAnswer(200, problem, action))
-    return SentChunk(len(chunk), unregister, msgids, timetag)
 
 
 class ChunkRunner:
@@ -288,25 +239,11 @@ class ChunkRunner:
 
     def _replay(self, index: int, chunk: list[str], record: ChunkRecord) -> bool:
         """Place a chunk from its journal record; False when it is to be sent (again)."""
-        outcome = record.outcome or {}
-        if record.state == "sent":
-            msgids = {str(accid): int(msgid) for accid, msgid in outcome["msgids"].items()}
-            sent = SentChunk(len(chunk), list(outcome["unregister"]), msgids, outcome["timetag"])
-            self._job.record(index, sent)
-            return True
-        if record.state == "failed" and outcome.get("may_have_been_sent"):
-            self._job.record(index, FailedChunk(tuple(chunk), _rebuilt_error(outcome)))
-            return True
-        if record.state == "sending" and not self._job.resend_in_flight:
-            # In flight when the previous run stopped: the server may have it.
-            error = ChunkCancelled(
-                "in flight when the job's previous run stopped (per its journal)",
-                action=self._endpoint.action,
-                may_have_reached_server=True,
-            )
-            self._job.record(index, FailedChunk(tuple(chunk), error))
-            return True
-        return False  # surely unsent, or in flight and resend_in_flight: send it
+        outcome = replayed(record, chunk, self._endpoint.action, self._job.resend_in_flight)
+        if outcome is None:
+            return False
+        self._job.record(index, outcome)
+        return True
 
     def _cut_off(self, index: int, chunk: list[str], *, sent: bool, cause: BaseException) -> None:
         stage = "after its request went out" if sent else "before its request went out"
@@ -335,9 +272,9 @@ class ChunkRunner:
                 if _stops_the_job(error):
                     self._job.stop(error)
             else:
-                outcome = _read_answer(chunk, answer, self._endpoint.action)
+                outcome = read_answer(chunk, answer, self._endpoint.action)
             if journal is not None and sent:
-                await journal.write(index, _record_of(digest, outcome))
+                await journal.write(index, record_of(digest, outcome))
             self._job.record(index, outcome)
             _count_recipients(self._endpoint.action, outcome)
         except BaseException as cause:
@@ -393,41 +330,6 @@ def _count_recipients(action: str, outcome: ChunkOutcome) -> None:
         count(action, "unregistered", len(outcome.unregister))
     else:
         count(action, "maybe_sent" if outcome.may_have_been_sent else "unsent", len(outcome.accids))
-
-
-def _record_of(digest: str, outcome: ChunkOutcome) -> ChunkRecord:
-    """What the journal keeps of a chunk's outcome: enough to place it again on resume."""
-    if isinstance(outcome, SentChunk):
-        answer = {
-            "unregister": outcome.unregister,
-            "msgids": outcome.msgids,
-            "timetag": outcome.timetag,
-        }
-        return ChunkRecord(digest, "sent", answer)
-    error = outcome.error
-    return ChunkRecord(
-        digest,
-        "failed",
-        {
-            "may_have_been_sent": outcome.may_have_been_sent,
-            "type": type(error).__name__,
-            "code": getattr(error, "code", None),
-            "status": getattr(error, "status", None),
-            "desc": getattr(error, "desc", None) or str(error),
-            "action": getattr(error, "action", ""),
-        },
-    )
-
-
-def _rebuilt_error(outcome: Mapping[str, Any]) -> NimError:
-    """The error of a chunk that failed as may-have-been-sent, from its journal record."""
-    kind = getattr(_errors, str(outcome.get("type")), None)
-    code, desc, action = outcome.get("code"), str(outcome.get("desc")), str(outcome["action"])
-    if isinstance(kind, type) and issubclass(kind, _errors.ServerError) and code is not None:
-        return kind(int(code), desc, action, status=int(outcome.get("status") or 200))
-    if isinstance(kind, type) and issubclass(kind, _errors.NimAPIError) and code is not None:
-        return kind(int(code), desc, action)
-    return _errors.NimConnectionError(desc, action=action, may_have_reached_server=True)
 
 
 def _lone_error(error: BaseException) -> BaseException:
@@ -487,7 +389,7 @@ async def send_in_chunks(
         if job.journal is not None:
             records = await job.journal.open(job_fingerprint(endpoint.action, form, chunk_size))
             if records and isinstance(recipients, Collection):
-                _check_against(records, recipients, chunk_size)
+                check_against(records, recipients, chunk_size)
         job.start(None if job.total is None else pipeline.estimate(endpoint, job.total, chunk_size))
         runner = ChunkRunner(
             pipeline,
@@ -504,37 +406,3 @@ async def send_in_chunks(
     finally:
         if job.journal is not None:
             await job.journal.aclose()
-
-
-def _check_against(
-    records: Mapping[int, ChunkRecord], recipients: Collection[str], chunk_size: int
-) -> None:
-    """A list's chunks against the journal's, before anything is sent.
-
-    Raises:
-        JournalMismatch: A recorded chunk holds other recipients, or the list is shorter.
-    """
-    chunk: list[str] = []
-    index = 0
-    for accid in recipients:
-        chunk.append(accid)
-        if len(chunk) == chunk_size:
-            _match(records, index, chunk)
-            index, chunk = index + 1, []
-    if chunk:
-        _match(records, index, chunk)
-        index += 1
-    if max(records) >= index:
-        raise JournalMismatch(
-            "the journal records more chunks than the recipients make: it was made for "
-            "another list; nothing was sent"
-        )
-
-
-def _match(records: Mapping[int, ChunkRecord], index: int, chunk: list[str]) -> None:
-    record = records.get(index)
-    if record is not None and record.digest != chunk_digest(chunk):
-        raise JournalMismatch(
-            f"chunk {index} holds other recipients than the journal recorded: it was made "
-            "for another list; nothing was sent"
-        )
