@@ -122,9 +122,15 @@ class _OpenTelemetry(Telemetry):
         return not (no_tracing and self._metrics_unset())
 
     def _metrics_unset(self) -> bool:
-        from opentelemetry.metrics import _internal
+        # The proxy class is private to the API: should it move, count metrics as set
+        # (some work wasted) rather than fail a call.
+        try:
+            from opentelemetry.metrics import _internal
 
-        return isinstance(self._metrics.get_meter_provider(), _internal._ProxyMeterProvider)
+            proxy = _internal._ProxyMeterProvider
+        except (ImportError, AttributeError):
+            return False
+        return isinstance(self._metrics.get_meter_provider(), proxy)
 
     def batch_recipients(self, action: str, outcome: str, count: int) -> None:
         """See `Telemetry.batch_recipients`."""
