@@ -261,37 +261,48 @@ def redis_server(binary: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+def run_workers(command: list[str], processes: int, calls: int) -> list[str]:
+    """Start ``processes`` workers (``command`` + calls + name), wait until each says
+    ``ready``, release them together, and return each one's output.
+
+    Raises:
+        RuntimeError: A worker did not start or failed.
+    """
+    workers = [
+        subprocess.Popen(
+            [*command, str(calls), f"w{number}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for number in range(processes)
+    ]
+    try:
+        for process in workers:
+            assert process.stdout is not None
+            if process.stdout.readline() != "ready\n":
+                raise RuntimeError("a worker did not start")
+        for process in workers:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=120)[0] for process in workers]
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if any(process.returncode for process in workers):
+        raise RuntimeError("a worker failed")
+    return outputs
+
+
 def run_redis(redis_url: str) -> Row:
     """Three worker processes, one served emulator, one budget in Redis."""
     emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=PER_SECOND_ACTIONS)
     with emulator.serve() as base_url:
         command = [sys.executable, __file__, "--worker", base_url, redis_url]
-        workers = [
-            subprocess.Popen(
-                [*command, str(CALLS_PER_PROCESS), f"w{number}"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for number in range(PROCESSES)
-        ]
-        try:
-            for process in workers:
-                assert process.stdout is not None
-                if process.stdout.readline() != "ready\n":
-                    raise RuntimeError("a worker did not start")
-            for process in workers:
-                assert process.stdin is not None
-                process.stdin.write("go\n")
-                process.stdin.flush()
-            outputs = [process.communicate(timeout=120)[0] for process in workers]
-        finally:
-            for process in workers:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-    if any(process.returncode for process in workers):
-        raise RuntimeError("a worker failed")
+        outputs = run_workers(command, PROCESSES, CALLS_PER_PROCESS)
     exchanges = [Exchange(*row) for output in outputs for row in json.loads(output)]
     (rate, *_) = PER_SECOND_ACTIONS.for_action("msg/sendAttachMsg").rates
     return Row(

@@ -249,32 +249,7 @@ def part_redis() -> dict[str, Any] | None:
     per_process = BURST_CALLS // PROCESSES
     with bench_limits.redis_server(binary) as redis_url, emulator.serve() as base_url:
         command = [sys.executable, __file__, "--redis-worker", base_url, redis_url]
-        workers = [
-            subprocess.Popen(
-                [*command, str(per_process), f"w{number}"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for number in range(PROCESSES)
-        ]
-        try:
-            for process in workers:
-                assert process.stdout is not None
-                if process.stdout.readline() != "ready\n":
-                    raise RuntimeError("a worker did not start")
-            for process in workers:
-                assert process.stdin is not None
-                process.stdin.write("go\n")
-                process.stdin.flush()
-            outputs = [process.communicate(timeout=120)[0] for process in workers]
-        finally:
-            for process in workers:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-    if any(process.returncode for process in workers):
-        raise RuntimeError("a worker failed")
+        outputs = bench_limits.run_workers(command, PROCESSES, per_process)
     calls = [tuple(row) for output in outputs for row in json.loads(output)]
     return _rate_result(calls, emulator.rate_limited, LIMIT, WINDOW)  # type: ignore[arg-type]
 
