@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -339,3 +340,56 @@ async def test_the_release_and_a_block_give_up_on_a_hung_redis(
             await limiter.block("app:late", ATTACH, 1)
         assert time.monotonic() - started < HANG_BOUND
         await limiter.aclose()
+
+
+class _CountingRedis(aioredis.Redis):
+    """A Redis client that notes the number of keys of every script it runs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts: list[int] = []
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        self.scripts.append(numkeys)
+        return await super().evalsha(sha, numkeys, *keys_and_args)
+
+
+async def test_one_round_trip_asks_for_every_waiter_queued(redis_url: str) -> None:
+    """50 waiters at once take their slots in two acquire round trips, not 50, and give them
+    back in a few writes: Redis a few ms away must not cap a process at a call per round trip."""
+    redis = cast(_CountingRedis, _CountingRedis.from_url(redis_url))
+    limiter = nim.RedisLimiter(redis, prefix="batched")
+    assert await _acquire_all(limiter, 50) == [None] * 50
+    acquires = redis.scripts.count(2)  # the block key and the one rate's set
+    releases = redis.scripts.count(1)  # the one rate's set
+    # The first waiter asks for itself before the others queue; the second asks for all 49.
+    assert acquires == 2
+    assert 1 <= releases <= 4
+    await redis.aclose()
+
+
+async def test_a_waiter_cancelled_while_asking_hands_the_asking_on(redis_url: str) -> None:
+    """The waiter polling Redis for the queue gives up; the one behind it takes over and gets in."""
+    limiter = nim.RedisLimiter(redis_url, prefix="handover")
+    one = nim.ActionLimits((nim.Rate(1, 0.3),), block=0)
+    outcomes: list[str] = []
+
+    async def impatient() -> None:
+        with anyio.move_on_after(0.05):
+            async with limiter.slot("app:h", one, hold=1):
+                outcomes.append("impatient got in")
+        outcomes.append("impatient gave up")
+
+    async def patient() -> None:
+        async with limiter.slot("app:h", one, hold=1):
+            outcomes.append("patient got in")
+
+    async with limiter.slot("app:h", one, hold=1):
+        pass  # the budget is spent for 0.3 s
+    with anyio.fail_after(HANG_BOUND):
+        async with anyio.create_task_group() as group:
+            group.start_soon(impatient)
+            await anyio.sleep(0.01)  # the impatient one is asking when the patient one queues
+            group.start_soon(patient)
+    assert outcomes == ["impatient gave up", "patient got in"]
+    await limiter.aclose()
