@@ -17,8 +17,6 @@ import logging
 import math
 import time
 import uuid
-from collections import deque
-from itertools import islice
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +26,7 @@ from anyio.lowlevel import RunVar
 
 from ._errors import LimiterUnavailable
 from ._limits import ActionLimits, Rate
+from ._slots import SlotQueue
 
 __all__ = ["RedisLimiter"]
 
@@ -115,44 +114,21 @@ return 1
 _MOST_SLOTS_PER_ROUND_TRIP = 1000
 
 
-class _Ticket:
-    """One waiter: the slot it was given, or the Redis failure that ended its wait."""
+class _Budget:
+    """One budget's waiters in this event loop, and its slots on their way back."""
 
-    __slots__ = ("failure", "hold", "slot", "woken")
-
-    def __init__(self, hold: float) -> None:
-        self.hold = hold
-        self.slot: str | None = None
-        self.failure: str | None = None
-        self.woken = anyio.Event()
-
-    def wake(self) -> None:
-        self.woken.set()
-
-
-class _Queue:
-    """One budget's waiters in this event loop, and its slots on their way back.
-
-    Only one waiter at a time (the fetcher) talks to Redis for the queue: it
-    asks for as many slots as there are waiters, and hands them out first
-    come, first served. When its round trip fails, every waiter queued behind
-    it fails at once, not one ``timeout`` after another (issue 9): a hung Redis
-    would otherwise fail the hundredth waiter after 100 timeouts. A waiter that
-    queues after the failure asks Redis itself, so nothing stays open once
-    Redis answers again.
-    """
-
-    __slots__ = ("fetching", "flushing", "releases", "waiting")
+    __slots__ = ("flushing", "releases", "waiters")
 
     def __init__(self) -> None:
-        self.waiting: deque[_Ticket] = deque()
-        self.fetching = False
+        self.waiters = SlotQueue()
         # Slots given back, with when (time.monotonic()), not yet written.
         self.releases: list[tuple[str, float]] = []
         self.flushing = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
 
 
-_local_queues: RunVar[dict[tuple[str, tuple[Rate, ...]], _Queue]] = RunVar("nim_async_redis_queues")
+_local_budgets: RunVar[dict[tuple[str, tuple[Rate, ...]], _Budget]] = RunVar(
+    "nim_async_redis_queues"
+)
 
 
 def _us(seconds: float) -> int:
@@ -238,19 +214,19 @@ class RedisLimiter:
         except (RedisError, OSError, TimeoutError) as exc:
             raise LimiterUnavailable(f"the Redis rate limiter is unreachable: {exc!r}") from exc
 
-    def _queue(self, key: str, limits: ActionLimits) -> _Queue:
+    def _budget(self, key: str, limits: ActionLimits) -> _Budget:
         # Per budget (prefix, key and rates): limiters with another prefix hold
         # another budget, and must neither queue behind it nor fail with its Redis.
         try:
-            queues = _local_queues.get()
+            budgets = _local_budgets.get()
         except LookupError:
-            queues = {}
-            _local_queues.set(queues)
-        budget = (f"{self._prefix}:{key}", limits.rates)
-        queue = queues.get(budget)
-        if queue is None:
-            queue = queues[budget] = _Queue()
-        return queue
+            budgets = {}
+            _local_budgets.set(budgets)
+        budget_key = (f"{self._prefix}:{key}", limits.rates)
+        budget = budgets.get(budget_key)
+        if budget is None:
+            budget = budgets[budget_key] = _Budget()
+        return budget
 
     @asynccontextmanager
     async def slot(self, key: str, limits: ActionLimits, *, hold: float) -> AsyncIterator[None]:
@@ -265,96 +241,35 @@ class RedisLimiter:
                 waiter failed, or one of a waiter ahead of it did while it was
                 queued. Nothing was sent.
         """
-        queue = self._queue(key, limits)
+        budget = self._budget(key, limits)
         rate_keys = self._keys(key, limits)
-        slot_id = await self._wait_for_slot(queue, key, limits, rate_keys, hold)
+        keys = [f"{self._prefix}:{key}:block", *rate_keys]
+        most = min(_MOST_SLOTS_PER_ROUND_TRIP, *(rate.calls for rate in limits.rates))
+
+        async def ask(wanted: int, hold: float) -> tuple[list[str], float]:
+            stem = uuid.uuid4().hex
+            args: list[object] = [stem, min(wanted, most), _us(hold)]
+            for rate in limits.rates:
+                args += [rate.calls, _us(rate.per)]
+            state, value = await self._run(self._acquire, keys, args)
+            if state == 1:
+                return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0
+            # Blocked (2): the block's end is known. Full (0): the slot that
+            # frees first may still be in flight, with a provisional end.
+            wait = int(value) / 1_000_000
+            return [], wait if state == 2 else min(wait, self._poll)
+
+        async def give_back(slot_id: str) -> None:
+            await self._give_back(budget, key, limits, rate_keys, slot_id)
+
+        slot_id = await budget.waiters.wait_for_slot(hold, ask, give_back)
         try:
             yield
         finally:
-            await self._give_back(queue, key, limits, rate_keys, slot_id)
-
-    async def _wait_for_slot(
-        self, queue: _Queue, key: str, limits: ActionLimits, rate_keys: list[str], hold: float
-    ) -> str:
-        ticket = _Ticket(hold)
-        queue.waiting.append(ticket)
-        try:
-            while ticket.slot is None:
-                if ticket.failure is not None:
-                    raise LimiterUnavailable(
-                        f"{ticket.failure} (met by a waiter ahead of this one); nothing was sent"
-                    )
-                if queue.fetching:
-                    ticket.woken = anyio.Event()
-                    await ticket.woken.wait()
-                else:
-                    await self._fetch(queue, ticket, key, limits, rate_keys)
-        except BaseException:
-            if ticket in queue.waiting:
-                queue.waiting.remove(ticket)
-            if ticket.slot is not None:
-                # Given a slot, then cancelled before using it.
-                await self._give_back(queue, key, limits, rate_keys, ticket.slot)
-            raise
-        return ticket.slot
-
-    async def _fetch(
-        self,
-        queue: _Queue,
-        own: _Ticket,
-        key: str,
-        limits: ActionLimits,
-        rate_keys: list[str],
-    ) -> None:
-        """Ask Redis for slots for the queue, first come first served, until ``own`` has one."""
-        queue.fetching = True
-        try:
-            smallest = min(rate.calls for rate in limits.rates)
-            while own.slot is None:
-                wanted = min(len(queue.waiting), smallest, _MOST_SLOTS_PER_ROUND_TRIP)
-                stem = uuid.uuid4().hex
-                args: list[object] = [
-                    stem,
-                    wanted,
-                    _us(max(ticket.hold for ticket in islice(queue.waiting, wanted))),
-                ]
-                for rate in limits.rates:
-                    args += [rate.calls, _us(rate.per)]
-                try:
-                    state, value = await self._run(
-                        self._acquire, [f"{self._prefix}:{key}:block", *rate_keys], args
-                    )
-                except LimiterUnavailable as exc:
-                    for ticket in queue.waiting:
-                        ticket.failure = str(exc)
-                        ticket.wake()
-                    queue.waiting.clear()
-                    raise
-                if state == 1:
-                    granted = [f"{stem}:{number}" for number in range(1, int(value) + 1)]
-                    while granted and queue.waiting:
-                        ticket = queue.waiting.popleft()
-                        ticket.slot = granted.pop(0)
-                        ticket.wake()
-                    now = time.monotonic()
-                    # Waiters cancelled during the round trip leave slots unused.
-                    queue.releases += [(slot_id, now) for slot_id in granted]
-                    continue
-                # Blocked (2): the block's end is known. Full (0): the slot that
-                # frees first may still be in flight, with a provisional end.
-                wait = int(value) / 1_000_000
-                await anyio.sleep(wait if state == 2 else min(wait, self._poll))
-        finally:
-            queue.fetching = False
-            # The next waiter takes the fetching over (not this one: it may be
-            # leaving, cancelled).
-            for ticket in queue.waiting:
-                if ticket is not own:
-                    ticket.wake()
-                    break
+            await give_back(slot_id)
 
     async def _give_back(
-        self, queue: _Queue, key: str, limits: ActionLimits, rate_keys: list[str], slot_id: str
+        self, budget: _Budget, key: str, limits: ActionLimits, rate_keys: list[str], slot_id: str
     ) -> None:
         """Write that ``slot_id`` was answered now: it frees ``per`` from now, not provisionally.
 
@@ -362,12 +277,12 @@ class RedisLimiter:
         one. Waits for its own write, shielded from cancellation (a lost release
         holds the slot until its provisional end), for at most two round trips.
         """
-        queue.releases.append((slot_id, time.monotonic()))
+        budget.releases.append((slot_id, time.monotonic()))
         with anyio.CancelScope(shield=True):
-            async with queue.flushing:
-                if not queue.releases:
+            async with budget.flushing:
+                if not budget.releases:
                     return  # written by the waiter ahead in the queue
-                releases, queue.releases = queue.releases, []
+                releases, budget.releases = budget.releases, []
                 now = time.monotonic()
                 args: list[object] = [_us(rate.per) for rate in limits.rates]
                 for released, at in releases:

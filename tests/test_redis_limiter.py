@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -348,10 +348,22 @@ class _CountingRedis(aioredis.Redis):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scripts: list[int] = []
+        self.on_acquire: Callable[[], object] | None = None
 
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         self.scripts.append(numkeys)
+        if numkeys == 2 and self.on_acquire is not None:
+            self.on_acquire()
         return await super().evalsha(sha, numkeys, *keys_and_args)
+
+
+async def _load_scripts(limiter: nim.RedisLimiter, redis: _CountingRedis) -> None:
+    """Run every script once: a first run is two calls (NOSCRIPT, then loaded and run again)."""
+    await limiter.block("app:warm-up", ATTACH, 0.001)
+    await anyio.sleep(0.002)
+    async with limiter.slot("app:warm-up", ATTACH, hold=1):
+        pass
+    redis.scripts.clear()
 
 
 async def test_one_round_trip_asks_for_every_waiter_queued(redis_url: str) -> None:
@@ -359,6 +371,7 @@ async def test_one_round_trip_asks_for_every_waiter_queued(redis_url: str) -> No
     back in a few writes: Redis a few ms away must not cap a process at a call per round trip."""
     redis = cast(_CountingRedis, _CountingRedis.from_url(redis_url))
     limiter = nim.RedisLimiter(redis, prefix="batched")
+    await _load_scripts(limiter, redis)
     assert await _acquire_all(limiter, 50) == [None] * 50
     acquires = redis.scripts.count(2)  # the block key and the one rate's set
     releases = redis.scripts.count(1)  # the one rate's set
@@ -393,3 +406,45 @@ async def test_a_waiter_cancelled_while_asking_hands_the_asking_on(redis_url: st
             group.start_soon(patient)
     assert outcomes == ["impatient gave up", "patient got in"]
     await limiter.aclose()
+
+
+async def test_slots_granted_to_waiters_cancelled_meanwhile_are_given_back(redis_url: str) -> None:
+    """A waiter cancelled while the round trip asking for it is under way: its slot, granted
+    anyway, is written back as answered now, not left to its provisional end."""
+    redis = cast(_CountingRedis, _CountingRedis.from_url(redis_url))
+    limiter = nim.RedisLimiter(redis, prefix="unused")
+    two = nim.ActionLimits((nim.Rate(2, 60),), block=0)
+    late = anyio.CancelScope()
+    ran: list[str] = []
+
+    async def first() -> None:
+        async with limiter.slot("app:u", two, hold=1000):
+            ran.append("first")
+
+    async def second() -> None:
+        with late:
+            async with limiter.slot("app:u", two, hold=1000):
+                ran.append("second")
+
+    asked = anyio.Event()
+
+    def on_acquire() -> None:
+        # The first waiter asks during the block, sleeps to its end, then asks
+        # for both: the second leaves while that request is out.
+        if asked.is_set():
+            late.cancel()
+        asked.set()
+
+    await _load_scripts(limiter, redis)
+    redis.on_acquire = on_acquire
+    await limiter.block("app:u", two, 0.3)
+    with anyio.fail_after(HANG_BOUND):
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            group.start_soon(second)
+    assert ran == ["first"]
+    ends = [end for _, end in await redis.zrange("unused:app:u:2/60000000", 0, -1, withscores=True)]
+    assert len(ends) == 2
+    # Both end `per` after their release, the unused one too: not at start + hold + per.
+    assert all(end / 1_000_000 < time.time() + 60 + CLOCKS for end in ends)
+    await redis.aclose()
