@@ -45,7 +45,7 @@ APP_SECRET = "bench-app-secret"
 DELAY = float(os.environ.get("BENCH_REDIS_DELAY", "0.005"))  # seconds, each way
 CALLS_PER_SECOND = 1000
 PROCESSES = 3
-CALLS_PER_PROCESS = 1000
+CALLS_PER_PROCESS = 2000
 LATENCY = 0.02  # seconds from a request's arrival to its answer
 WARM_UP_CALLS = 20
 LIMITS = nim.RateLimits.default().with_action("sendAttachMsg", nim.Rate(CALLS_PER_SECOND, 1))
@@ -153,6 +153,9 @@ async def worker(redis_url: str, calls: int, name: str) -> None:
     ) as client:
         for number in range(WARM_UP_CALLS):  # connections and scripts, before the clock runs
             await client.send_attach_msg("alice", f"{name}-warm-{number}", "x")
+        # The warm-up's slots free a second after their answers: otherwise they
+        # would come back one by one during the measured burst.
+        await anyio.sleep(1.1)
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
         server.times.clear()

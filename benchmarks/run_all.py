@@ -241,8 +241,11 @@ def main() -> int:
         ]
     )
     far = results["redis_far"]
-    far_row = "rate limits, 1000 calls per 1 s window, Redis 5 ms away (each way)"
-    far_run = f"nim_async RedisLimiter, {PROCESSES} processes x 1,000 sendAttachMsg"
+    far_row = "rate limits, 1000 calls per 1 s window, Redis 5 ms away each way"
+    far_run = (
+        f"nim_async RedisLimiter, {bench_redis_far.PROCESSES} processes x "
+        f"{bench_redis_far.CALLS_PER_PROCESS:,} sendAttachMsg, 20 ms answers"
+    )
     if far is None:
         rows.append([far_row, far_run, *["-"] * 4, "skipped: no redis-server", ""])
     else:
