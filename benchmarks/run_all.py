@@ -55,6 +55,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_redis_far
 import parts_calls
 import parts_rates
 from bench_common import (
