@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 
 import httpx
 
@@ -49,6 +49,17 @@ class CheckSumAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Set the four signing headers on ``request`` and send it."""
+        self._sign(request)
+        yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Set the four signing headers on ``request`` and send it (no I/O to await)."""
+        self._sign(request)
+        yield request
+
+    def _sign(self, request: httpx.Request) -> None:
         # 16 random bytes as 32 hex characters: well inside the 128-character limit.
         nonce = secrets.token_hex(16)
         cur_time = str(int(self._clock()))
@@ -56,4 +67,3 @@ class CheckSumAuth(httpx.Auth):
         request.headers["Nonce"] = nonce
         request.headers["CurTime"] = cur_time
         request.headers["CheckSum"] = checksum(self._app_secret, nonce, cur_time)
-        yield request

@@ -7,16 +7,17 @@ closes them; ``NimClient`` adds one thin method per endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import enum
 import math
+import weakref
 from collections.abc import Sequence
 from importlib.metadata import version
 from types import TracebackType
 from typing import TypeVar
 
 import httpx
-from anyio.lowlevel import RunVar
 
 from ._auth import CheckSumAuth
 from ._clock import ServerClock
@@ -201,8 +202,8 @@ class BaseClient:
         self._state = _State.UNOPENED
         # Set in the event loop that first uses the client: httpx's pool cannot
         # move between loops (its connections and locks belong to the first).
-        self._home_loop: RunVar[bool] = RunVar(f"nim_async_client_{id(self)}")
-        self._used = False
+        # (A weak reference: a client kept after its loop ended must not keep the loop.)
+        self._home_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app_key={self._app_key!r}, base_url={str(self.base_url)!r})"
@@ -327,15 +328,13 @@ class BaseClient:
             raise ClientStateError(
                 f"this {type(self).__name__} is closed (nothing was sent); create a new one"
             )
-        try:
-            self._home_loop.get()
-        except LookupError:
-            if self._used:
-                raise ClientStateError(
-                    f"this {type(self).__name__} was first used in another event loop, and its "
-                    "pooled connections belong to that loop: create one client per event "
-                    "loop (in a FastAPI lifespan, or inside each asyncio.run)"
-                ) from None
-            self._home_loop.set(True)
-            self._used = True
+        loop = asyncio.get_running_loop()
+        if self._home_loop is None:
+            self._home_loop = weakref.ref(loop)
+        elif self._home_loop() is not loop:
+            raise ClientStateError(
+                f"this {type(self).__name__} was first used in another event loop, and its "
+                "pooled connections belong to that loop: create one client per event "
+                "loop (in a FastAPI lifespan, or inside each asyncio.run)"
+            )
         return self._pipeline

@@ -128,7 +128,11 @@ def json_text(value: Any) -> str:
     Limits count characters of the value as sent, so ``\\uXXXX`` escapes would
     make a 500-character Chinese text six times longer than it is.
     """
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _JSON.encode(value)
+
+
+# What json.dumps builds afresh at each call when given these options.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def session_type(value: tuple[object, object]) -> Form:
@@ -319,6 +323,19 @@ _BODY_FIELD_KINDS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
+# A body class → each of its fields: its name, what it accepts, the check.
+_BODY_CHECKS: dict[type[Body], tuple[tuple[str, str, Callable[[object], bool]], ...]] = {}
+
+
+def _body_checks(kind: type[Body]) -> tuple[tuple[str, str, Callable[[object], bool]], ...]:
+    checks = _BODY_CHECKS.get(kind)
+    if checks is None:
+        checks = _BODY_CHECKS[kind] = tuple(
+            (field.name, *_BODY_FIELD_KINDS[str(field.type)]) for field in attrs.fields(kind)
+        )
+    return checks
+
+
 def not_a_list(value: object) -> bool:
     """True for what iterates but is no list of accids: text, bytes, a mapping, a file."""
     return isinstance(value, str | bytes | bytearray | Mapping | io.IOBase) or not isinstance(
@@ -331,11 +348,10 @@ def message_body(value: object) -> Form:
     if not isinstance(value, Body):
         kinds = "Text, Image, Voice, Video, Location, File, Tip or Custom"
         raise _refuse("body", f"a message body: {kinds}", value)
-    for field in attrs.fields(type(value)):
-        accepts, fits = _BODY_FIELD_KINDS[str(field.type)]
-        given = getattr(value, field.name)
+    for name, accepts, fits in _body_checks(type(value)):
+        given = getattr(value, name)
         if not fits(given):
-            where = f"{type(value).__name__}.{field.name}"
+            where = f"{type(value).__name__}.{name}"
             raise _refuse("body", f"a body whose {where} is {accepts}", given)
     accepts = "a message body whose fields are JSON-able"
     return {"type": str(value.type), "body": _json_or_refuse("body", accepts, value.to_json())}

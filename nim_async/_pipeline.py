@@ -15,10 +15,12 @@ from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
     asynccontextmanager,
+    nullcontext,
 )
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
+import attrs
 import httpx
 
 from ._clock import ServerClock
@@ -34,7 +36,7 @@ from ._errors import (
     SlotTimeout,
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
-from ._http import Hosts, exchange
+from ._http import Deadlines, Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
 from ._results import BatchEstimate, estimate
 from ._retry import RetryPolicy
@@ -57,6 +59,20 @@ class _Lifecycle:
     def __init__(self) -> None:
         self.closed = False
         self.waiting: set[anyio.CancelScope] = set()
+
+
+@attrs.define
+class _Tally:
+    """The running counts behind one action's ``LimiterStats``."""
+
+    calls: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
+    rate_limited: int = 0
+
+
+# The slot of an action without limits: nothing to wait for, nothing to give back.
+_NO_SLOT: AbstractAsyncContextManager[None] = nullcontext()
 
 
 class Pipeline:
@@ -85,12 +101,13 @@ class Pipeline:
         self._clock = clock
         self._app_key = app_key
         self._limiter = limiter
-        self._stats: dict[str, LimiterStats] = {}
+        self._tallies: dict[str, _Tally] = {}
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
         self._connections = anyio.Semaphore(max_connections)
         self._pool_timeout = math.inf if pool_timeout is None else pool_timeout
+        self._deadlines = Deadlines()
         # Shared with every view (with_max_wait): closing the client closes them all.
         self._lifecycle = _Lifecycle()
         self.max_wait: float | None = None
@@ -110,6 +127,7 @@ class Pipeline:
         self._lifecycle.closed = True
         for waiting in self._lifecycle.waiting:
             waiting.cancel()
+        self._deadlines.close()
 
     @property
     def limiter(self) -> Limiter:
@@ -118,20 +136,21 @@ class Pipeline:
 
     def stats(self) -> dict[str, LimiterStats]:
         """Return what the limiter did, per action (a snapshot)."""
-        return dict(self._stats)
+        return {
+            action: LimiterStats(**attrs.asdict(tally)) for action, tally in self._tallies.items()
+        }
 
-    def _count(self, action: str, waited: float | None, rate_limited: bool) -> None:
-        old = self._stats.get(action, LimiterStats())
-        # Without limits nobody waits; below a millisecond the slot was free:
-        # the time is the lock's (or a busy machine's), not a wait.
-        limited = self._limits(action) is not None
-        did_wait = limited and waited is not None and waited > 0.001
-        self._stats[action] = LimiterStats(
-            calls=old.calls + (waited is not None),
-            waits=old.waits + did_wait,
-            wait_seconds=old.wait_seconds + (waited or 0.0),
-            rate_limited=old.rate_limited + rate_limited,
-        )
+    def _count(self, action: str, limited: bool, waited: float | None, rate_limited: bool) -> None:
+        tally = self._tallies.get(action)
+        if tally is None:
+            tally = self._tallies[action] = _Tally()
+        if waited is not None:
+            tally.calls += 1
+            tally.wait_seconds += waited
+            # Without limits nobody waits; below a millisecond the slot was free:
+            # the time is the lock's (or a busy machine's), not a wait.
+            tally.waits += limited and waited > 0.001
+        tally.rate_limited += rate_limited
 
     async def call(self, endpoint: Endpoint[T], arguments: Mapping[str, object]) -> T:
         """Write ``arguments`` as ``endpoint``'s form, check it, send it, return the result.
@@ -206,8 +225,10 @@ class Pipeline:
         form: Form,
         on_send: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
-        fields = {name: value for name, value in form.items() if isinstance(value, str)}
-        upload = next((value for value in form.values() if isinstance(value, Upload)), None)
+        uploads = [value for value in form.values() if isinstance(value, Upload)]
+        upload = uploads[0] if uploads else None
+        text = {n: v for n, v in form.items() if isinstance(v, str)} if uploads else form
+        fields = cast("dict[str, str]", text)  # a form's values are text or an Upload
         attempt = 0
         while True:
             attempt += 1
@@ -228,33 +249,25 @@ class Pipeline:
                 )
                 await self._before_retry(endpoint.action, error, attempt)
 
-    @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[None]:
+    async def _take_connection(self, action: str) -> None:
         """A turn at the connection pool: at most ``max_connections`` requests inside httpx.
 
         Two thousand calls queued inside httpx's pool make every release scan
         them all and can stall the event loop for seconds; queued here they
-        wait in a FIFO that wakes one at a time.
+        wait in a FIFO that wakes one at a time. The caller gives the turn back.
         """
         try:
             self._connections.acquire_nowait()
         except anyio.WouldBlock:
-            await self._wait_for_connection(action)
-        try:
-            yield
-        finally:
-            self._connections.release()
-
-    async def _wait_for_connection(self, action: str) -> None:
-        try:
-            with anyio.fail_after(self._pool_timeout):
-                await self._connections.acquire()
-        except TimeoutError:
-            raise NimTimeout(
-                f"no pooled connection became free within {self._pool_timeout:g} s",
-                action=action,
-                may_have_reached_server=False,
-            ) from None
+            try:
+                with anyio.fail_after(self._pool_timeout):
+                    await self._connections.acquire()
+            except TimeoutError:
+                raise NimTimeout(
+                    f"no pooled connection became free within {self._pool_timeout:g} s",
+                    action=action,
+                    may_have_reached_server=False,
+                ) from None
 
     def _wait_deadline(self) -> float:
         return math.inf if self.max_wait is None else anyio.current_time() + self.max_wait
@@ -262,8 +275,24 @@ class Pipeline:
     def _limits(self, action: str) -> ActionLimits | None:
         return None if self.rate_limits is None else self.rate_limits.for_action(action)
 
-    def _slot(self, action: str, limits: ActionLimits) -> AbstractAsyncContextManager[None]:
-        return self._limiter.slot(f"{self._app_key}:{action}", limits, hold=self.hold)
+    @asynccontextmanager
+    async def _waited_slot(self, action: str, limits: ActionLimits) -> AsyncIterator[None]:
+        lifecycle, key = self._lifecycle, f"{self._app_key}:{action}"
+        async with AsyncExitStack() as slot:
+            # One scope ends the wait: at max_wait, or when the client is closed.
+            with anyio.CancelScope(deadline=self._wait_deadline()) as waiting:
+                lifecycle.waiting.add(waiting)
+                try:
+                    await slot.enter_async_context(self._limiter.slot(key, limits, hold=self.hold))
+                finally:
+                    lifecycle.waiting.discard(waiting)
+            if waiting.cancelled_caught and not lifecycle.closed:
+                raise SlotTimeout(
+                    f"{action}: no rate-limit slot within max_wait={self.max_wait:g} s; "
+                    "it was not sent",
+                    retry_after=self.max_wait or 0.0,
+                )
+            yield
 
     @staticmethod
     def _decode(endpoint: Endpoint[T], answer: Answer) -> T:
@@ -288,44 +317,31 @@ class Pipeline:
         started_ns = time.time_ns()
         started = time.perf_counter()
         sent_at: float | None = None
+        limits = self._limits(action)
         try:
-            async with AsyncExitStack() as slot:
-                lifecycle = self._lifecycle
-                limits = self._limits(action)
-                timed_out = False
-                if limits is not None:
-                    # One scope ends the wait: at max_wait, or when the client is closed.
-                    with anyio.CancelScope(deadline=self._wait_deadline()) as waiting:
-                        lifecycle.waiting.add(waiting)
-                        try:
-                            await slot.enter_async_context(self._slot(action, limits))
-                        finally:
-                            lifecycle.waiting.discard(waiting)
-                    timed_out = waiting.cancelled_caught
-                if timed_out and not lifecycle.closed:
-                    raise SlotTimeout(
-                        f"{action}: no rate-limit slot within max_wait={self.max_wait:g} s; "
-                        "it was not sent",
-                        retry_after=self.max_wait or 0.0,
-                    )
-                if lifecycle.closed:
+            async with _NO_SLOT if limits is None else self._waited_slot(action, limits):
+                if self._lifecycle.closed:
                     raise ClientStateError(
                         f"{action}: the client was closed before this call was sent; "
                         "it was not sent"
                     )
-                await slot.enter_async_context(self._connection(action))
-                sent_at = time.perf_counter()
-                if on_send is not None:
-                    await on_send()
-                answer = await exchange(
-                    self._http,
-                    self.hosts,
-                    self._clock,
-                    action,
-                    fields,
-                    upload,
-                    deadline=self.hold,
-                )
+                await self._take_connection(action)
+                try:
+                    sent_at = time.perf_counter()
+                    if on_send is not None:
+                        await on_send()
+                    answer = await exchange(
+                        self._http,
+                        self.hosts,
+                        self._clock,
+                        action,
+                        fields,
+                        upload,
+                        deadlines=self._deadlines,
+                        deadline=self.hold,
+                    )
+                finally:
+                    self._connections.release()
             outcome = 200
             return answer
         except RateLimited:
@@ -341,9 +357,8 @@ class Pipeline:
             outcome = type(error).__name__
             raise
         finally:
-            ended = time.perf_counter()
             waited = None if sent_at is None else sent_at - started
-            self._count(action, waited, outcome == 416)
+            self._count(action, limits is not None, waited, outcome == 416)
             telemetry().attempt(
                 action=action,
                 attempt=attempt,
@@ -352,14 +367,16 @@ class Pipeline:
                 waited=waited,
                 outcome=outcome,
             )
-            logger.debug(
-                "action=%s attempt=%d outcome=%s elapsed_ms=%.1f waited_ms=%.1f",
-                action,
-                attempt,
-                outcome,
-                (ended - started) * 1000,
-                ((sent_at or ended) - started) * 1000,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                ended = time.perf_counter()
+                logger.debug(
+                    "action=%s attempt=%d outcome=%s elapsed_ms=%.1f waited_ms=%.1f",
+                    action,
+                    attempt,
+                    outcome,
+                    (ended - started) * 1000,
+                    ((sent_at or ended) - started) * 1000,
+                )
 
     async def _record_block(self, action: str) -> None:
         limits = self._limits(action)

@@ -43,13 +43,25 @@ class Telemetry:
 class _OpenTelemetry(Telemetry):
     """Spans and metrics through the OpenTelemetry API (the ``otel`` extra)."""
 
-    __slots__ = ("_calls", "_metrics", "_rate_limited", "_recipients", "_trace", "_tracer", "_wait")
+    __slots__ = (
+        "_calls",
+        "_configured_once",
+        "_metrics",
+        "_proxy_meter_provider",
+        "_rate_limited",
+        "_recipients",
+        "_trace",
+        "_tracer",
+        "_wait",
+    )
 
     def __init__(self, trace: Any, metrics: Any) -> None:
         from importlib.metadata import version
 
         self._trace = trace
         self._metrics = metrics
+        self._configured_once = False
+        self._proxy_meter_provider = _proxy_meter_provider()
         self._tracer = trace.get_tracer(_INSTRUMENTATION, version("nim-async"))
         meter = metrics.get_meter(_INSTRUMENTATION, version("nim-async"))
         self._calls = meter.create_counter(
@@ -118,24 +130,32 @@ class _OpenTelemetry(Telemetry):
 
     def _configured(self) -> bool:
         # The API alone hands out no-op providers: building spans for them is waste.
-        no_tracing = isinstance(self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider)
-        return not (no_tracing and self._metrics_unset())
-
-    def _metrics_unset(self) -> bool:
-        # The proxy class is private to the API: should it move, count metrics as set
-        # (some work wasted) rather than fail a call.
-        try:
-            from opentelemetry.metrics import _internal
-
-            proxy = _internal._ProxyMeterProvider
-        except (ImportError, AttributeError):
-            return False
-        return isinstance(self._metrics.get_meter_provider(), proxy)
+        # A provider, once set, stays (the API sets each global once).
+        if not self._configured_once:
+            no_tracing = isinstance(
+                self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
+            )
+            proxy = self._proxy_meter_provider
+            no_metrics = proxy is not None and isinstance(self._metrics.get_meter_provider(), proxy)
+            self._configured_once = not (no_tracing and no_metrics)
+        return self._configured_once
 
     def batch_recipients(self, action: str, outcome: str, count: int) -> None:
         """See `Telemetry.batch_recipients`."""
         if count and self._configured():
             self._recipients.add(count, {"nim.action": action, "nim.outcome": outcome})
+
+
+def _proxy_meter_provider() -> type | None:
+    # The proxy class is private to the API: should it move, count metrics as set
+    # (some work wasted) rather than fail a call.
+    try:
+        from opentelemetry.metrics import _internal
+
+        proxy: type = _internal._ProxyMeterProvider
+    except (ImportError, AttributeError):
+        return None
+    return proxy
 
 
 _NO_TELEMETRY = Telemetry()
