@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, runtime_checkable
 
+import anyio
 import attrs
 from anyio.lowlevel import RunVar
 
 from . import _actions
 from ._config import at_least, integer_at_least, refuse
-from ._slots import SlotQueue
 
 __all__ = [
     "ActionLimits",
@@ -216,15 +216,11 @@ class _Window:
         # Appended as now + per with a monotonic now and a fixed per: always sorted.
         self.ends: deque[float] = deque()
 
-    def free(self, now: float) -> int:
-        """Return how many slots are free at ``now``."""
-        while self.ends and self.ends[0] <= now:
-            self.ends.popleft()
-        return self.calls - self.in_flight - len(self.ends)
-
     def free_at(self, now: float) -> float:
         """Return when a slot is free: ``now``, a later time, or inf (wait for an answer)."""
-        excess = -self.free(now)
+        while self.ends and self.ends[0] <= now:
+            self.ends.popleft()
+        excess = self.in_flight + len(self.ends) - self.calls
         if excess < 0:
             return now
         return self.ends[excess] if excess < len(self.ends) else math.inf
@@ -238,27 +234,32 @@ class _Budget:
     def __init__(self, limits: ActionLimits) -> None:
         self.windows = [_Window(rate) for rate in limits.rates]
 
-    def free(self, now: float) -> int:
-        """Return how many slots every window has free at ``now``."""
-        return min(window.free(now) for window in self.windows)
-
     def free_at(self, now: float) -> float:
         """Return when every window has a free slot: ``now``, later, or inf."""
         return max(window.free_at(now) for window in self.windows)
 
-    def take(self, count: int) -> None:
+    def take(self) -> None:
         for window in self.windows:
-            window.in_flight += count
+            window.in_flight += 1
 
     def release(self, now: float) -> None:
         for window in self.windows:
             window.in_flight -= 1
             window.ends.append(now + window.per)
 
-    def untake(self) -> None:
-        """Give back a slot that was never used: no call went out, so no window counts it."""
-        for window in self.windows:
-            window.in_flight -= 1
+
+class _Waiters:
+    """Per event loop: the FIFO queue of one budget's waiters, and their wake-up call."""
+
+    __slots__ = ("changed", "queue")
+
+    def __init__(self) -> None:
+        self.queue = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
+        self.changed = anyio.Event()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
 
 
 _BudgetKey = tuple[str, tuple[Rate, ...]]
@@ -291,7 +292,7 @@ class LocalLimiter:
         ConfigurationError: ``poll_interval`` is not positive.
     """
 
-    __slots__ = ("_blocked_until", "_budgets", "_clock", "_lock", "_poll", "_queues")
+    __slots__ = ("_blocked_until", "_budgets", "_clock", "_lock", "_poll", "_waiters")
 
     def __init__(
         self,
@@ -310,7 +311,7 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._budgets: dict[_BudgetKey, _Budget] = {}
         self._blocked_until: dict[str, float] = {}
-        self._queues: RunVar[dict[_BudgetKey, SlotQueue]] = RunVar("nim_async_local_waiters")
+        self._waiters: RunVar[dict[_BudgetKey, _Waiters]] = RunVar("nim_async_local_waiters")
 
     def _budget(self, budget_key: _BudgetKey, limits: ActionLimits) -> _Budget:
         with self._lock:
@@ -319,15 +320,15 @@ class LocalLimiter:
                 budget = self._budgets[budget_key] = _Budget(limits)
             return budget
 
-    def _queue(self, budget_key: _BudgetKey) -> SlotQueue:
+    def _local_waiters(self, budget_key: _BudgetKey) -> _Waiters:
         try:
-            queues = self._queues.get()
+            waiters = self._waiters.get()
         except LookupError:
-            queues = {}
-            self._queues.set(queues)
-        queue = queues.get(budget_key)
+            waiters = {}
+            self._waiters.set(waiters)
+        queue = waiters.get(budget_key)
         if queue is None:
-            queue = queues[budget_key] = SlotQueue()
+            queue = waiters[budget_key] = _Waiters()
         return queue
 
     @asynccontextmanager
@@ -342,31 +343,24 @@ class LocalLimiter:
         """
         budget_key = (key, limits.rates)
         budget = self._budget(budget_key, limits)
-        queue = self._queue(budget_key)
-
-        async def ask(wanted: int, hold: float) -> tuple[list[str], float]:
-            with self._lock:
-                now = self._clock()
-                blocked_until = self._blocked_until.get(key, -math.inf)
-                granted = min(wanted, budget.free(now)) if blocked_until <= now else 0
-                if granted > 0:
-                    budget.take(granted)
-                    return [""] * granted, 0.0
-                ready_at = max(blocked_until, budget.free_at(now))
-            return [], min(ready_at - now, self._poll)
-
-        async def untake(slot_id: str) -> None:
-            with self._lock:
-                budget.untake()
-            queue.notify()
-
-        await queue.wait_for_slot(hold, ask, untake)
+        waiters = self._local_waiters(budget_key)
+        async with waiters.queue:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    ready_at = max(self._blocked_until.get(key, -math.inf), budget.free_at(now))
+                    if ready_at <= now:
+                        budget.take()
+                        break
+                changed = waiters.changed
+                with anyio.move_on_after(min(ready_at - now, self._poll)):
+                    await changed.wait()
         try:
             yield
         finally:
             with self._lock:
                 budget.release(self._clock())
-            queue.notify()
+            waiters.notify()
 
     async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
         """Admit no call for ``key``, whatever its rates, until ``seconds`` from now.

@@ -1,11 +1,15 @@
-"""The waiters of one rate budget in one event loop, first come, first served.
+"""The waiters of one rate budget held in Redis, in one event loop, first come, first served.
 
-Both limiters queue their waiters here; they differ only in where the budget
-lives. One waiter at a time (the asker) asks the budget for as many slots as
-there are waiters, and hands what it gets to the front of the queue: waiters
-are admitted in the order they came, a burst of free slots is handed out in
-one step rather than one event-loop turn per waiter, and a budget held in
-Redis costs one round trip for the whole queue, not one per call.
+One waiter at a time (the asker) asks the budget for as many slots as there
+are waiters, and hands what it gets to the front of the queue: a budget a
+network hop away costs one round trip for the whole queue, not one per call.
+Between hand-outs the asker yields one turn of the event loop, so the waiters
+given slots send their calls before it asks again.
+
+(``LocalLimiter`` keeps its own queue, a lock handed from waiter to waiter: its
+budget costs no round trip, and admitting one waiter per event-loop turn keeps
+each call's slot shorter than handing out a burst at once, measured 96.2% of
+the budget at real 1 s windows against 95.5% with this queue.)
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from itertools import islice
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import LimiterUnavailable
 
@@ -129,6 +134,8 @@ class SlotQueue:
                     changed = self._changed
                     with anyio.move_on_after(wait):
                         await changed.wait()
+                elif own.slot is None:
+                    await anyio.lowlevel.checkpoint()
         finally:
             self._asking = False
             # The next waiter takes the asking over (not this one: it may be
