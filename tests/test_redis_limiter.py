@@ -248,10 +248,12 @@ async def _acquire_all(
 
 
 class _Switch:
-    """A loopback port in front of redis-server that swallows every command while ``hung``."""
+    """A loopback port in front of redis-server that swallows every command while ``hung``,
+    and passes everything on ``delay`` seconds late (Redis a network hop away)."""
 
     def __init__(self, redis_url: str, port: int) -> None:
         self.hung = False
+        self.delay = 0.0
         self.url = f"redis://127.0.0.1:{port}/0"
         self._upstream = int(redis_url.rsplit(":", 1)[1].split("/")[0])
 
@@ -273,6 +275,8 @@ class _Switch:
     ) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             async for chunk in source:
+                if self.delay:
+                    await anyio.sleep(self.delay)
                 if not (swallow and self.hung):
                     await sink.send(chunk)
         group.cancel_scope.cancel()  # one side closed: close the other
@@ -367,18 +371,21 @@ async def _load_scripts(limiter: nim.RedisLimiter, redis: _CountingRedis) -> Non
 
 
 async def test_one_round_trip_asks_for_every_waiter_queued(redis_url: str) -> None:
-    """50 waiters at once take their slots in two acquire round trips, not 50, and give them
-    back in a few writes: Redis a few ms away must not cap a process at a call per round trip."""
-    redis = cast(_CountingRedis, _CountingRedis.from_url(redis_url))
-    limiter = nim.RedisLimiter(redis, prefix="batched")
-    await _load_scripts(limiter, redis)
-    assert await _acquire_all(limiter, 50) == [None] * 50
-    acquires = redis.scripts.count(2)  # the block key and the one rate's set
-    releases = redis.scripts.count(1)  # the one rate's set
+    """Redis 10 ms away, 50 waiters at once: two acquire round trips, not 50, and a few
+    release writes. One round trip per call would cap a process at a call per round trip."""
+    async with _switchable(redis_url) as switch:
+        switch.delay = 0.005
+        redis = cast(_CountingRedis, _CountingRedis.from_url(switch.url))
+        limiter = nim.RedisLimiter(redis, prefix="batched")
+        fast = nim.ActionLimits((nim.Rate(10_000, 1),), block=0)
+        await _load_scripts(limiter, redis)
+        assert await _acquire_all(limiter, 50, fast) == [None] * 50
+        acquires = redis.scripts.count(2)  # the block key and the one rate's set
+        releases = redis.scripts.count(1)  # the one rate's set
+        await redis.aclose()
     # The first waiter asks for itself before the others queue; the second asks for all 49.
     assert acquires == 2
     assert 1 <= releases <= 4
-    await redis.aclose()
 
 
 async def test_a_waiter_cancelled_while_asking_hands_the_asking_on(redis_url: str) -> None:
@@ -411,22 +418,10 @@ async def test_a_waiter_cancelled_while_asking_hands_the_asking_on(redis_url: st
 async def test_slots_granted_to_waiters_cancelled_meanwhile_are_given_back(redis_url: str) -> None:
     """A waiter cancelled while the round trip asking for it is under way: its slot, granted
     anyway, is written back as answered now, not left to its provisional end."""
-    redis = cast(_CountingRedis, _CountingRedis.from_url(redis_url))
-    limiter = nim.RedisLimiter(redis, prefix="unused")
-    two = nim.ActionLimits((nim.Rate(2, 60),), block=0)
     late = anyio.CancelScope()
     ran: list[str] = []
-
-    async def first() -> None:
-        async with limiter.slot("app:u", two, hold=1000):
-            ran.append("first")
-
-    async def second() -> None:
-        with late:
-            async with limiter.slot("app:u", two, hold=1000):
-                ran.append("second")
-
     asked = anyio.Event()
+    budget = nim.ActionLimits((nim.Rate(100, 1),), block=0)
 
     def on_acquire() -> None:
         # The first waiter asks during the block, sleeps to its end, then asks
@@ -435,16 +430,30 @@ async def test_slots_granted_to_waiters_cancelled_meanwhile_are_given_back(redis
             late.cancel()
         asked.set()
 
-    await _load_scripts(limiter, redis)
-    redis.on_acquire = on_acquire
-    await limiter.block("app:u", two, 0.3)
-    with anyio.fail_after(HANG_BOUND):
-        async with anyio.create_task_group() as group:
-            group.start_soon(first)
-            group.start_soon(second)
+    async with _switchable(redis_url) as switch:
+        switch.delay = 0.005  # far enough that one round trip asks for both waiters
+        redis = cast(_CountingRedis, _CountingRedis.from_url(switch.url))
+        limiter = nim.RedisLimiter(redis, prefix="unused")
+
+        async def first() -> None:
+            async with limiter.slot("app:u", budget, hold=1000):
+                ran.append("first")
+
+        async def second() -> None:
+            with late:
+                async with limiter.slot("app:u", budget, hold=1000):
+                    ran.append("second")
+
+        await _load_scripts(limiter, redis)
+        redis.on_acquire = on_acquire
+        await limiter.block("app:u", budget, 0.3)
+        with anyio.fail_after(HANG_BOUND):
+            async with anyio.create_task_group() as group:
+                group.start_soon(first)
+                group.start_soon(second)
+        slots = await redis.zrange("unused:app:u:100/1000000", 0, -1, withscores=True)
+        await redis.aclose()
     assert ran == ["first"]
-    ends = [end for _, end in await redis.zrange("unused:app:u:2/60000000", 0, -1, withscores=True)]
-    assert len(ends) == 2
+    assert len(slots) == 2
     # Both end `per` after their release, the unused one too: not at start + hold + per.
-    assert all(end / 1_000_000 < time.time() + 60 + CLOCKS for end in ends)
-    await redis.aclose()
+    assert all(end / 1_000_000 < time.time() + 1 + CLOCKS for _, end in slots)
