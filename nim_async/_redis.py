@@ -115,7 +115,7 @@ return 1
 # far from it, one round trip per slot would cap the pace.
 _ROUND_TRIPS_AHEAD = 4
 _MOST_SLOTS_PER_ROUND_TRIP = 100  # far below the script's unpack() limit
-_SMOOTHING = 0.2
+_RISE = 0.02
 
 
 class _Budget:
@@ -196,7 +196,7 @@ class RedisLimiter:
         self._prefix = prefix
         self._poll = poll_interval
         self._timeout = timeout
-        # Seconds per acquire round trip, smoothed: how far away Redis is.
+        # Seconds per acquire round trip at best: how far away Redis is.
         self._round_trip = 0.0
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
@@ -271,18 +271,15 @@ class RedisLimiter:
             sent = time.monotonic()
             state, value = await self._run(self._acquire, keys, args)
             took = time.monotonic() - sent
-            if self._round_trip:
-                self._round_trip += (took - self._round_trip) * _SMOOTHING
-            else:
+            # The floor of the round trips seen: the network's distance, not
+            # this process's busy moments (rising slowly, should Redis move away).
+            if took < self._round_trip or not self._round_trip:
                 self._round_trip = took
+            else:
+                self._round_trip += (took - self._round_trip) * _RISE
             if state == 1:
                 return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0
-            # The wait counts from when Redis ran the script, about half a
-            # round trip ago, and the next ask reaches Redis half a round trip
-            # after it is sent: ask one round trip early, so that it arrives
-            # as the slot frees. Arriving early costs one more round trip;
-            # Redis, not this estimate, decides.
-            wait = max(0.0, int(value) / 1_000_000 - took)
+            wait = int(value) / 1_000_000
             # Blocked (2): the block's end is known. Full (0): the slot that
             # frees first may still be in flight, with a provisional end.
             return [], wait if state == 2 else min(wait, self._poll)
