@@ -45,6 +45,8 @@ BASE_URL = "http://nim.bench/nimserver/"
 WINDOW = 0.5
 # 100 calls per 0.5 s for every action (block 5 s).
 PER_SECOND_ACTIONS = nim.RateLimits.default().scaled(WINDOW)
+# One call of a worker's burst: (start, answer, completed), wall-clock seconds.
+Call = tuple[float, float, bool]
 # Batches 120 per 0.5 s, broadcasts 10 per 0.5 s (blocks 0.5 s).
 PER_MINUTE_ACTIONS = nim.RateLimits.default().scaled(WINDOW / 60)
 ATTACH_CALLS = 600
@@ -200,18 +202,36 @@ async def run_local() -> list[Row]:
 # --- RedisLimiter: worker processes -------------------------------------------------
 
 
-async def worker(base_url: str, redis_url: str, calls: int, name: str) -> None:
-    """One process: print ``ready``, wait for a line on stdin, start ``calls`` sends at once.
+async def burst_on_go(client: nim.NimClient, calls: int, name: str) -> list[Call]:
+    """Print ``ready``, wait for a line on stdin, then start ``calls`` sendAttachMsg at once.
 
-    Prints the exchanges as one JSON list of ``[sent, answered, code]``.
+    Returns each call's (start, answer, completed) on the wall clock, which
+    the worker processes of one machine share.
     """
-    timing = TimingTransport(httpx.AsyncHTTPTransport())
-    limiter = nim.RedisLimiter(redis_url, prefix="bench")
+    results: list[Call] = []
 
     async def call(number: int) -> None:
-        with contextlib.suppress(nim.NimError):  # counted from the exchanges
+        start = time.time()
+        ok = True
+        try:
             await client.send_attach_msg("alice", f"{name}-{number}", "x")
+        except nim.NimError:
+            ok = False
+        results.append((start, time.time(), ok))
 
+    print("ready", flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.readline)
+    async with anyio.create_task_group() as group:
+        for number in range(calls):
+            group.start_soon(call, number)
+    return results
+
+
+async def worker(base_url: str, redis_url: str, calls: int, name: str) -> None:
+    """One process: `burst_on_go`, then print the exchanges as one JSON list of
+    ``[sent, answered, code]``."""
+    timing = TimingTransport(httpx.AsyncHTTPTransport())
+    limiter = nim.RedisLimiter(redis_url, prefix="bench")
     async with nim.NimClient(
         APP_KEY,
         APP_SECRET,
@@ -221,11 +241,7 @@ async def worker(base_url: str, redis_url: str, calls: int, name: str) -> None:
         limiter=limiter,
         max_connections=200,
     ) as client:
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
-        async with anyio.create_task_group() as group:
-            for number in range(calls):
-                group.start_soon(call, number)
+        await burst_on_go(client, calls, name)  # counted from the exchanges
     await limiter.aclose()
     print(json.dumps([[e.sent, e.answered, e.code] for e in timing.exchanges]))
 

@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import httpx
 
 import nim_async as nim
@@ -125,24 +124,12 @@ class _Arrivals(httpx.AsyncBaseTransport):
 
 
 async def worker(redis_url: str, calls: int, name: str) -> None:
-    """Print ``ready``, wait for a line on stdin, start ``calls`` sends at once.
+    """One process: warm up, ``bench_limits.burst_on_go``, then print one JSON line: every
+    call's (start, answer, completed) and the arrival times the stand-in server noted."""
+    import bench_limits
 
-    Then print one JSON line: every call's (start, answer, completed) and the
-    arrival times the stand-in server noted.
-    """
     server = _Arrivals()
     limiter = nim.RedisLimiter(redis_url, prefix="far")
-    results: list[tuple[float, float, bool]] = []
-
-    async def call(number: int) -> None:
-        start = time.time()  # wall clock: compared across processes
-        ok = True
-        try:
-            await client.send_attach_msg("alice", f"{name}-{number}", "x")
-        except nim.NimError:
-            ok = False
-        results.append((start, time.time(), ok))
-
     async with nim.NimClient(
         APP_KEY,
         APP_SECRET,
@@ -156,12 +143,8 @@ async def worker(redis_url: str, calls: int, name: str) -> None:
         # The warm-up's slots free a second after their answers: otherwise they
         # would come back one by one during the measured burst.
         await anyio.sleep(1.1)
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
         server.times.clear()
-        async with anyio.create_task_group() as group:
-            for number in range(calls):
-                group.start_soon(call, number)
+        results = await bench_limits.burst_on_go(client, calls, name)
     await limiter.aclose()
     print(json.dumps({"calls": results, "arrivals": server.times}))
 

@@ -41,16 +41,23 @@ def _answer_send_msg(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=SEND_MSG_ANSWER)
 
 
-async def _nim_sequential(count: int) -> None:
+def _answering_client() -> Any:
+    """A NimClient whose every call is answered at once, limits off."""
     import nim_async as nim
 
-    async with nim.NimClient(
+    return nim.NimClient(
         APP_KEY,
         APP_SECRET,
         base_url=BASE_URL,
         transport=httpx.MockTransport(_answer_send_msg),
         rate_limits=None,
-    ) as client:
+    )
+
+
+async def _nim_sequential(count: int) -> None:
+    import nim_async as nim
+
+    async with _answering_client() as client:
         for number in range(count):
             await client.send_msg("alice", f"user{number}", nim.Text("hello"))
 
@@ -89,13 +96,7 @@ def part_memory() -> dict[str, Any]:
     import nim_async as nim
 
     async def job() -> dict[str, float]:
-        async with nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=httpx.MockTransport(_answer_send_msg),
-            rate_limits=None,
-        ) as client:
+        async with _answering_client() as client:
             for number in range(1000):
                 await client.send_msg("alice", f"user{number}", nim.Text("hello"))
             reset_peak()

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
-import anyio.to_thread
 import httpx
 from bench_common import (
     APP_KEY,
@@ -92,21 +91,12 @@ async def part_real_local() -> dict[str, Any]:
 
 
 async def redis_worker(base_url: str, redis_url: str, calls: int, name: str) -> None:
-    """One process: print ``ready``, wait for a line on stdin, start ``calls`` sends at once."""
+    """One process: ``bench_limits.burst_on_go``, then print its calls as JSON."""
+    import bench_limits
+
     import nim_async as nim
 
     limiter = nim.RedisLimiter(redis_url, prefix="bench")
-    results: list[tuple[float, float, bool]] = []
-
-    async def call(number: int) -> None:
-        start = time.time()  # wall clock: compared across processes
-        ok = True
-        try:
-            await client.send_attach_msg("alice", f"{name}-{number}", "x")
-        except nim.NimError:
-            ok = False
-        results.append((start, time.time(), ok))
-
     async with nim.NimClient(
         APP_KEY,
         APP_SECRET,
@@ -115,11 +105,7 @@ async def redis_worker(base_url: str, redis_url: str, calls: int, name: str) -> 
         limiter=limiter,
         max_connections=200,
     ) as client:
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
-        async with anyio.create_task_group() as group:
-            for number in range(calls):
-                group.start_soon(call, number)
+        results = await bench_limits.burst_on_go(client, calls, name)
     await limiter.aclose()
     print(json.dumps(results))
 
