@@ -2,13 +2,13 @@
 
 Each round trip is one atomic Lua script that checks every window of the action
 and records slots in all of them together, on Redis's own clock, so hosts with
-skewed clocks still agree. A process never spends a round trip per call: the
-waiter at the head of its queue asks for a slot for every waiter queued behind
-it at once, and the slots given back while one write is on its way go out
-together in the next. With Redis a few milliseconds away, one round trip at a
-time per call would cap a process at a few dozen calls a second (issue 13
-measured 41 calls/s for three processes with Redis 20 ms away). Needs the
-``redis`` extra.
+skewed clocks still agree. A process need not spend a round trip per call:
+the waiter that asks for its queue asks for as many slots as the budget's
+pace fills in a few round trips, and the slots given back while one write is
+on its way go out together in the next. With Redis a few milliseconds away,
+one round trip per call would cap a process at a few dozen calls a second
+(issue 13 measured 41 calls/s for three processes with Redis 20 ms away).
+Needs the ``redis`` extra.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ return 1
 # far from it, one round trip per slot would cap the pace.
 _ROUND_TRIPS_AHEAD = 4
 _MOST_SLOTS_PER_ROUND_TRIP = 100  # far below the script's unpack() limit
+# How fast the round-trip estimate climbs towards a slower round trip.
 _RISE = 0.02
 
 
@@ -143,9 +144,10 @@ class RedisLimiter:
     """Rate limits held in Redis, shared by every process and host.
 
     Within one process, waiters are admitted first come, first served, and one
-    round trip asks for a slot for every waiter queued; across processes each
-    process polls Redis at most every ``poll_interval`` seconds, and sooner when
-    Redis says a slot frees sooner.
+    round trip asks for slots for several waiters: as many as the budget's pace
+    fills in four round trips (measured as it goes), at most 100. A waiting
+    process asks Redis again at most ``poll_interval`` seconds later, and sooner
+    when Redis says a slot frees sooner.
 
     Args:
         redis: A ``redis://`` URL, or a ``redis.asyncio.Redis``. For a URL a
