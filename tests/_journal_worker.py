@@ -1,9 +1,8 @@
 """One run of a journalled bulk job, to be killed: the SIGKILL resume test's worker.
 
 Usage: python -m tests._journal_worker BASE_URL JOURNAL PREFIX COUNT
-JOURNAL is ``sqlite:PATH`` or ``redis:URL#KEY``. Prints ``ready`` once imported,
-waits for a line on stdin (so the test can start the next worker while it
-checks this one), then sends COUNT recipients named PREFIX-<n> in chunks of
+JOURNAL is ``sqlite:PATH`` or ``redis:URL#KEY``. Prints ``ready`` once imported
+and connected, then sends COUNT recipients named PREFIX-<n> in chunks of
 BATCH_SIZE, MAX_CONCURRENCY at a time, and prints ``done``.
 """
 
@@ -12,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import anyio
-import anyio.to_thread
 
 import nim_async as nim
 
@@ -43,7 +41,6 @@ async def main(base_url: str, journal: str, prefix: str, count: int) -> None:
         batch_size=BATCH_SIZE,
     ) as client:
         print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
         await client.send_batch_attach_msg(
             "alice",
             recipients(prefix, count),

@@ -4,7 +4,6 @@ result reports as may-have-been-sent, which are at most the chunks in flight."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
@@ -31,53 +30,20 @@ COUNT = 400  # 20 chunks of 20
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(base_url: str, journal: str, prefix: str) -> subprocess.Popen[str]:
-    """A worker for one run, importing while the test checks the run before it."""
-    return subprocess.Popen(
+def _kill_a_run(base_url: str, journal: str, prefix: str, rng: random.Random) -> None:
+    with subprocess.Popen(
         [sys.executable, "-m", "tests._journal_worker", base_url, journal, prefix, str(COUNT)],
         cwd=ROOT,
-        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-
-
-def _kill_a_run(worker: subprocess.Popen[str], rng: random.Random) -> None:
-    """Let ``worker`` start its job, and SIGKILL it at a random moment of it."""
-    with worker:
+    ) as worker:
         try:
             assert worker.stdout is not None
-            assert worker.stdin is not None
             assert worker.stdout.readline().strip() == "ready"
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
             time.sleep(rng.uniform(0.0, 0.3))  # the whole job takes about 0.3 s
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(30)
-
-
-@contextlib.contextmanager
-def _workers(
-    base_url: str, journal_for: Callable[[int], str], prefix: str
-) -> Iterator[Callable[[int], subprocess.Popen[str]]]:
-    """Each trial's worker; the next trial's starts (imports) while this one runs and is
-    checked. Any left running at the end are killed."""
-    started: list[subprocess.Popen[str]] = []
-
-    def worker(trial: int) -> subprocess.Popen[str]:
-        while len(started) < min(trial + 2, TRIALS):
-            number = len(started)
-            started.append(_start(base_url, journal_for(number), f"{prefix}{number}"))
-        return started[trial]
-
-    try:
-        yield worker
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
 
 
 def _resume(base_url: str, journal: str, prefix: str) -> nim.BatchResult:
@@ -110,22 +76,14 @@ def _check(emulator: NimEmulator, prefix: str, result: nim.BatchResult) -> bool:
     return 0 < result.calls + len(maybe_chunks) < chunks
 
 
-def _trials(
-    base_url: str,
-    emulator: NimEmulator,
-    journal_for: Callable[[int], str],
-    prefix: str,
-    between: Callable[[], object] = lambda: None,
-) -> None:
-    """TRIALS runs, each killed, then ``between()``, then resumed and checked."""
+def _trials(base_url: str, emulator: NimEmulator, journal_for: Callable[[int], str]) -> None:
     rng = random.Random(20261128)  # the kill moments differ, and are the same every run
     mid_job = 0
-    with _workers(base_url, journal_for, prefix) as worker:
-        for trial in range(TRIALS):
-            _kill_a_run(worker(trial), rng)
-            between()
-            result = _resume(base_url, journal_for(trial), f"{prefix}{trial}")
-            mid_job += _check(emulator, f"{prefix}{trial}", result)
+    for trial in range(TRIALS):
+        prefix = f"t{trial}"
+        journal = journal_for(trial)
+        _kill_a_run(base_url, journal, prefix, rng)
+        mid_job += _check(emulator, prefix, _resume(base_url, journal, prefix))
     # The property holds for every kill; some must have cut a job short to test it.
     assert mid_job >= 3
 
@@ -136,7 +94,7 @@ def test_sqlite_journal_survives_sigkill_at_random_moments(tmp_path: Path) -> No
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     emulator.set_latency(0.04, ACTION)
     with emulator.serve() as base_url:
-        _trials(base_url, emulator, lambda trial: f"sqlite:{tmp_path / f'job{trial}.sqlite'}", "t")
+        _trials(base_url, emulator, lambda trial: f"sqlite:{tmp_path / f'job{trial}.sqlite'}")
 
 
 @pytest.fixture
@@ -189,8 +147,13 @@ def test_redis_journal_survives_sigkill_and_a_redis_restart(
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     emulator.set_latency(0.04, ACTION)
     url = restartable_redis()
+    rng = random.Random(20261129)
+    mid_job = 0
     with emulator.serve() as base_url:
-        # SIGKILL Redis too after each kill; its append-only file brings it back.
-        _trials(
-            base_url, emulator, lambda trial: f"redis:{url}#job-{trial}", "r", restartable_redis
-        )
+        for trial in range(TRIALS):
+            prefix = f"r{trial}"
+            journal = f"redis:{url}#job-{trial}"
+            _kill_a_run(base_url, journal, prefix, rng)
+            restartable_redis()  # SIGKILL Redis too; its append-only file brings it back
+            mid_job += _check(emulator, prefix, _resume(base_url, journal, prefix))
+    assert mid_job >= 3
