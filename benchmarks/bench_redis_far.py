@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import nim_async as nim
 
 APP_KEY = "bench-app-key"
 APP_SECRET = "bench-app-secret"
-DELAY = float(os.environ.get("BENCH_REDIS_DELAY", "0.005"))  # seconds, each way
+DELAY = 0.005  # seconds, each way
 CALLS_PER_SECOND = 1000
 PROCESSES = 3
 CALLS_PER_PROCESS = 2000
