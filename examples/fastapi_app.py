@@ -117,8 +117,11 @@ def install_error_mapping(app: FastAPI) -> None:
 
     @app.exception_handler(nim.RateLimited)
     async def blocked(request: Request, error: nim.RateLimited) -> JSONResponse:
-        # The server blocked the action (10 s or 60 s by default).
-        return JSONResponse({"error": str(error)}, status_code=429, headers={"Retry-After": "10"})
+        # The server blocked the action for its block time (10 s or 60 s by default).
+        after = 10 if error.retry_after is None else max(1, round(error.retry_after))
+        return JSONResponse(
+            {"error": str(error)}, status_code=429, headers={"Retry-After": str(after)}
+        )
 
     @app.exception_handler(nim.NimConnectionError)
     async def unreachable(request: Request, error: nim.NimConnectionError) -> JSONResponse:

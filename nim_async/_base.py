@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_WAIT",
     "DEFAULT_RATE_LIMITS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
@@ -67,10 +68,25 @@ MSGID_BATCH_SIZE = 100
 DEFAULT_MAX_CONCURRENCY = 4  # batch calls in flight at once, per bulk send
 DEFAULT_RATE_LIMITS = RateLimits.default()
 DEFAULT_RETRY = RetryPolicy()
+# The longest a call waits for its rate-limit slot (or for a block to end before
+# a retry), in seconds. Under the default plan a call that waits at all waits
+# for a per-second window (at most 1 s plus the answer times) or for the 10 s
+# block after a 416; both fit. A slot a minute or a day away (broadcasts at
+# 10/min, job/nos/del at 5/day) fails at once with SlotTimeout and its
+# retry_after, where no caller would choose to sit. And it stays well below the
+# 30-60 s after which proxies and load balancers give up on a request, so a
+# request handler answers 429 with Retry-After instead of timing out.
+DEFAULT_MAX_WAIT = 10.0
 # The official SDKs identify themselves too.
 USER_AGENT = f"nim-async/{version('nim-async')}"
 
 _Client = TypeVar("_Client", bound="BaseClient")
+
+
+class _Keep(enum.Enum):
+    """``with_options(max_wait=...)`` not given: keep the client's."""
+
+    MAX_WAIT = enum.auto()
 
 
 class _State(enum.Enum):
@@ -106,6 +122,13 @@ def _checked_retry(value: object) -> RetryPolicy:
     if not isinstance(value, RetryPolicy):
         raise refuse("retry", "a RetryPolicy", value)
     return value
+
+
+def _checked_max_wait(value: object) -> float | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is not None and not (number and 0 < value < math.inf):  # type: ignore[operator]
+        raise refuse("max_wait", "a positive number of seconds or None", value)
+    return value  # type: ignore[return-value]
 
 
 def _checked_batch_size(value: object) -> int:
@@ -144,9 +167,21 @@ class BaseClient:
     """Settings, connection pool, pipeline and lifecycle of a ``NimClient``.
 
     Every argument is checked here, at construction: a wrong one raises
-    ``ConfigurationError``. ``retry``, ``rate_limits``, ``timeout`` and
-    ``batch_size`` can be set later and take effect from the next call;
-    ``app_key``, ``base_url`` and ``limiter`` are read-only.
+    ``ConfigurationError``. ``retry``, ``rate_limits``, ``timeout``,
+    ``batch_size`` and ``max_wait`` can be set later and take effect from the
+    next call; ``app_key``, ``base_url`` and ``limiter`` are read-only.
+
+    ``max_wait`` (default ``DEFAULT_MAX_WAIT``, 10 s) bounds every wait the
+    client would otherwise hide: a call whose rate-limit slot frees later fails
+    at once with ``SlotTimeout`` (nothing sent; ``retry_after`` says when the
+    slot frees), and a 416 whose block is longer is not retried
+    (``RateLimited`` with ``retry_after``). 10 s covers what the default plan
+    makes a call wait (a per-second window, the 10 s block after a 416), fails
+    at once where only minutes or a day would do, and stays well below the
+    30-60 s after which proxies give up on a request. The chunks of a bulk send
+    wait at least their action's longest window plus its block (two minutes
+    for batch sends), so a job rides out its budget instead of failing chunks.
+    None waits as long as the budget needs.
     """
 
     def __init__(
@@ -162,6 +197,7 @@ class BaseClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
         self._app_key = _text("app_key", app_key)
         self._clock = ServerClock()
@@ -198,6 +234,7 @@ class BaseClient:
             hold=_hold_time(http_timeout),
             max_connections=max_connections,
             pool_timeout=http_timeout.pool,
+            max_wait=_checked_max_wait(max_wait),
         )
         self._state = _State.UNOPENED
         # Set in the event loop that first uses the client: httpx's pool cannot
@@ -253,6 +290,15 @@ class BaseClient:
         self._pipeline.hold = _hold_time(checked)
 
     @property
+    def max_wait(self) -> float | None:
+        """The longest a call waits for its rate-limit slot, in seconds; None: unbounded."""
+        return self._pipeline.max_wait
+
+    @max_wait.setter
+    def max_wait(self, value: float | None) -> None:
+        self._pipeline.max_wait = _checked_max_wait(value)
+
+    @property
     def batch_size(self) -> int:
         """Recipients per batch call, 1 to 500 (at most 100 when msg ids are asked for)."""
         return self._batch_size
@@ -287,26 +333,26 @@ class BaseClient:
         self._pipeline.close()
         await self._http.aclose()
 
-    def with_options(self: _Client, *, max_wait: float | None = None) -> _Client:
+    def with_options(self: _Client, *, max_wait: float | _Keep | None = _Keep.MAX_WAIT) -> _Client:
         """A view of this client that shares its connection pool, limiter and lifecycle.
 
         As OpenAI's and Anthropic's clients do: ``client.with_options(max_wait=2.0)``
         in a request handler fails fast with ``SlotTimeout`` (nothing sent)
-        when the rate-limit slot would come later than 2 s, instead of waiting
-        out the budget. Closing either closes both.
+        when the rate-limit slot comes later than 2 s, instead of waiting out
+        the budget; ``max_wait=None`` in a worker waits as long as the budget
+        needs. Closing either closes both.
 
         Args:
             max_wait: The longest a call waits for its rate-limit slot, in
-                seconds; None waits as long as the budget needs.
+                seconds; None waits as long as the budget needs. Not given:
+                the client's.
 
         Raises:
             ConfigurationError: ``max_wait`` is not a positive number or None.
         """
-        number = isinstance(max_wait, int | float) and not isinstance(max_wait, bool)
-        if max_wait is not None and not (number and 0 < max_wait < math.inf):
-            raise refuse("max_wait", "a positive number of seconds or None", max_wait)
+        wait = self.max_wait if max_wait is _Keep.MAX_WAIT else _checked_max_wait(max_wait)
         view = copy.copy(self)
-        view._pipeline = self._pipeline.with_max_wait(max_wait)
+        view._pipeline = self._pipeline.with_max_wait(wait)
         return view
 
     def limiter_stats(self) -> dict[str, LimiterStats]:

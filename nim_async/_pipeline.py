@@ -7,10 +7,11 @@ result or an exception → retry if (and only if) safe.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     AsyncExitStack,
@@ -23,6 +24,7 @@ import anyio
 import attrs
 import httpx
 
+from ._actions import canonical_action
 from ._clock import ServerClock
 from ._endpoints import Answer, Endpoint
 from ._errors import (
@@ -37,7 +39,7 @@ from ._errors import (
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
 from ._http import Deadlines, Hosts, exchange
-from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits
+from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits, bounded_wait
 from ._results import BatchEstimate, estimate
 from ._retry import RetryPolicy
 from ._telemetry import telemetry
@@ -78,8 +80,15 @@ _NO_SLOT: AbstractAsyncContextManager[None] = nullcontext()
 class Pipeline:
     """Sends endpoint calls through validation, the limiter, signing, retries and decoding.
 
-    ``retry``, ``rate_limits`` and ``hold`` are read at every call, so the
-    client's settings take effect when they are set.
+    ``retry``, ``rate_limits``, ``hold`` and ``max_wait`` are read at every
+    call, so the client's settings take effect when they are set.
+
+    Waits are bounded: a call waits at most ``max_wait`` for its rate-limit
+    slot (None: as long as the budget needs), and a chunk of a bulk send at
+    least its action's longest window plus its block (a bulk job waits out a
+    full window rather than fail its chunks). A slot known to free later fails
+    at once with ``SlotTimeout``; a 416 whose block outlasts the bound (or the
+    retry policy's ``max_block_wait``) is not retried.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class Pipeline:
         hold: float,
         max_connections: int,
         pool_timeout: float | None,
+        max_wait: float | None = None,
     ) -> None:
         self._http = http
         self.hosts = hosts
@@ -110,7 +120,7 @@ class Pipeline:
         self._deadlines = Deadlines()
         # Shared with every view (with_max_wait): closing the client closes them all.
         self._lifecycle = _Lifecycle()
-        self.max_wait: float | None = None
+        self.max_wait = max_wait
 
     def with_max_wait(self, max_wait: float | None) -> Pipeline:
         """A view on this pipeline whose calls wait at most ``max_wait`` for a slot.
@@ -128,6 +138,11 @@ class Pipeline:
         for waiting in self._lifecycle.waiting:
             waiting.cancel()
         self._deadlines.close()
+
+    @property
+    def app_key(self) -> str:
+        """The app key every call is signed for (the budgets' keys start with it)."""
+        return self._app_key
 
     @property
     def limiter(self) -> Limiter:
@@ -217,13 +232,41 @@ class Pipeline:
         """
         fields: Form = {**form, "toAccids": json_text(chunk)}
         validate(endpoint.action, fields, only=("toAccids",))
-        return await self._send(endpoint, fields, on_send)
+        return await self._send(endpoint, fields, on_send, bulk=True)
+
+    async def note_past_calls(self, action: str, ages: Sequence[float]) -> None:
+        """Tell the limiter about calls of ``action`` an earlier process made.
+
+        ``ages`` are the seconds since each was answered. A limiter that keeps
+        its budget in memory then counts them in its windows; one that keeps
+        it in a file or in Redis has them already, and a limiter without a
+        ``note_past_calls`` method is left alone. Nothing happens with
+        ``rate_limits=None``.
+        """
+        limits = self._limits(action)
+        note = getattr(self._limiter, "note_past_calls", None)
+        if limits is None or not callable(note):
+            return
+        noted = note(f"{self._app_key}:{canonical_action(action)}", limits, ages)
+        if inspect.isawaitable(noted):
+            await noted
+
+    def _max_wait(self, action: str, bulk: bool) -> float | None:
+        """The longest a call of ``action`` may wait for its slot, or for a block after a 416."""
+        if self.max_wait is None or not bulk:
+            return self.max_wait
+        # A bulk job waits a whole window and a block rather than fail a chunk
+        # (120 calls/min, block 60 s): at least the longest per plus the block.
+        limits = self._limits(action) or RateLimits.default().for_action(action)
+        return max(self.max_wait, max(rate.per for rate in limits.rates) + limits.block)
 
     async def _send(
         self,
         endpoint: Endpoint[T],
         form: Form,
         on_send: Callable[[], Awaitable[None]] | None = None,
+        *,
+        bulk: bool = False,
     ) -> T:
         uploads = [value for value in form.values() if isinstance(value, Upload)]
         upload = uploads[0] if uploads else None
@@ -232,13 +275,20 @@ class Pipeline:
         attempt = 0
         while True:
             attempt += 1
+            max_wait = self._max_wait(endpoint.action, bulk)
             try:
-                answer = await self._attempt(endpoint.action, fields, upload, attempt, on_send)
+                answer = await self._attempt(
+                    endpoint.action, fields, upload, attempt, on_send, max_wait
+                )
                 return self._decode(endpoint, answer)
             except NimError as error:
                 spent = upload is not None and not upload.repeatable
-                if spent or not self.retry.should_retry(
-                    error, attempt=attempt, idempotent=endpoint.idempotent
+                if (
+                    spent
+                    or not self.retry.should_retry(
+                        error, attempt=attempt, idempotent=endpoint.idempotent
+                    )
+                    or _block_outlasts(error, max_wait)
                 ):
                     raise
                 logger.info(
@@ -269,29 +319,32 @@ class Pipeline:
                     may_have_reached_server=False,
                 ) from None
 
-    def _wait_deadline(self) -> float:
-        return math.inf if self.max_wait is None else anyio.current_time() + self.max_wait
-
     def _limits(self, action: str) -> ActionLimits | None:
         return None if self.rate_limits is None else self.rate_limits.for_action(action)
 
     @asynccontextmanager
-    async def _waited_slot(self, action: str, limits: ActionLimits) -> AsyncIterator[None]:
+    async def _waited_slot(
+        self, action: str, limits: ActionLimits, max_wait: float | None
+    ) -> AsyncIterator[None]:
         lifecycle, key = self._lifecycle, f"{self._app_key}:{action}"
+        deadline = math.inf if max_wait is None else anyio.current_time() + max_wait
         async with AsyncExitStack() as slot:
-            # One scope ends the wait: at max_wait, or when the client is closed.
-            with anyio.CancelScope(deadline=self._wait_deadline()) as waiting:
+            # The limiters of this package fail a slot beyond the deadline at
+            # once (bounded_wait); one scope ends any other wait: at max_wait,
+            # or when the client is closed.
+            with bounded_wait(deadline) as bound, anyio.CancelScope(deadline=deadline) as waiting:
                 lifecycle.waiting.add(waiting)
                 try:
                     await slot.enter_async_context(self._limiter.slot(key, limits, hold=self.hold))
+                except SlotTimeout as early:
+                    raise _slot_timeout(action, max_wait, early.retry_after) from None
                 finally:
                     lifecycle.waiting.discard(waiting)
             if waiting.cancelled_caught and not lifecycle.closed:
-                raise SlotTimeout(
-                    f"{action}: no rate-limit slot within max_wait={self.max_wait:g} s; "
-                    "it was not sent",
-                    retry_after=self.max_wait or 0.0,
-                )
+                # The limiter's last word on the slot's distance, else (a
+                # limiter of the user's own) the wait itself, as a hint.
+                seen = None if bound is None else bound.retry_after()
+                raise _slot_timeout(action, max_wait, seen if seen is not None else max_wait or 0.0)
             yield
 
     @staticmethod
@@ -312,6 +365,7 @@ class Pipeline:
         upload: Upload | None,
         attempt: int,
         on_send: Callable[[], Awaitable[None]] | None,
+        max_wait: float | None,
     ) -> Answer:
         outcome: object = "?"
         started_ns = time.time_ns()
@@ -319,12 +373,12 @@ class Pipeline:
         sent_at: float | None = None
         limits = self._limits(action)
         try:
-            async with _NO_SLOT if limits is None else self._waited_slot(action, limits):
+            slot = _NO_SLOT if limits is None else self._waited_slot(action, limits, max_wait)
+            if self._lifecycle.closed:
+                raise _closed(action)
+            async with slot:
                 if self._lifecycle.closed:
-                    raise ClientStateError(
-                        f"{action}: the client was closed before this call was sent; "
-                        "it was not sent"
-                    )
+                    raise _closed(action)
                 await self._take_connection(action)
                 try:
                     sent_at = time.perf_counter()
@@ -344,11 +398,11 @@ class Pipeline:
                     self._connections.release()
             outcome = 200
             return answer
-        except RateLimited:
+        except RateLimited as error:
             outcome = 416
             # The server blocked the action: hold every waiter, whether or not
             # this call is retried (facts: the whole app is blocked for a while).
-            await self._record_block(action)
+            error.retry_after = await self._record_block(action)
             raise
         except NimAPIError as error:
             outcome = error.code
@@ -378,7 +432,8 @@ class Pipeline:
                     ((sent_at or ended) - started) * 1000,
                 )
 
-    async def _record_block(self, action: str) -> None:
+    async def _record_block(self, action: str) -> float:
+        """Hold the action for its block in the limiter; return the block's seconds."""
         limits = self._limits(action)
         block = (limits or RateLimits.default().for_action(action)).block
         # Operators watch WARNING: a 416 means the app's budget was overrun somewhere.
@@ -387,13 +442,37 @@ class Pipeline:
         )
         if limits is not None:
             await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
+        return block
 
     async def _before_retry(self, action: str, error: NimError, attempt: int) -> None:
         """Wait before the next attempt: out the server's block after a 416, else a backoff."""
         if isinstance(error, RateLimited):
             if self.rate_limits is None:
-                # No limiter to wait in: wait out the documented block here.
+                # No limiter to wait in: wait out the documented block here
+                # (no longer than max_wait and max_block_wait: see _send).
                 await anyio.sleep(RateLimits.default().for_action(action).block)
             # Otherwise the limiter holds this retry, like every waiter, until the block ends.
             return
         await anyio.sleep(self.retry.backoff(attempt))
+
+
+def _block_outlasts(error: NimError, max_wait: float | None) -> bool:
+    """Whether ``error`` is a 416 whose block is longer than the call may wait."""
+    if not isinstance(error, RateLimited) or error.retry_after is None or max_wait is None:
+        return False
+    return error.retry_after > max_wait
+
+
+def _closed(action: str) -> ClientStateError:
+    return ClientStateError(
+        f"{action}: the client was closed before this call was sent; it was not sent"
+    )
+
+
+def _slot_timeout(action: str, max_wait: float | None, retry_after: float) -> SlotTimeout:
+    bound = "" if max_wait is None else f" within max_wait={max_wait:g} s"
+    return SlotTimeout(
+        f"{action}: no rate-limit slot{bound} (the next frees in {retry_after:.3g} s); "
+        "it was not sent",
+        retry_after=retry_after,
+    )

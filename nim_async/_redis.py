@@ -41,7 +41,10 @@ logger = logging.getLogger("nim_async")
 # ARGV[1]: slot id stem; ARGV[2]: slots wanted; ARGV[3]: hold µs; then calls,
 # per µs for each rate. Grants as many as every rate has free, up to the wanted
 # number, named stem:1, stem:2, ... Answers {1, granted}, {0, µs until a slot
-# frees} or {2, µs until the block ends}.
+# may free} or {2, µs until the block ends}. "May free": per rate, the nth end
+# capped at per, a lower bound whatever the slot is: an answered slot frees at
+# its end (answer + per, at most per from now), one in flight not before its
+# provisional end nor before per from now (its answer has not come).
 # A new slot is provisional: it frees at start + hold + per, so a worker that
 # dies mid-call cannot leak capacity for ever (DESIGN §3). Release rewrites it
 # to answer + per.
@@ -59,7 +62,7 @@ for i = 2, #KEYS do
   local count = redis.call('ZCARD', KEYS[i])
   if count >= calls then
     local nth = redis.call('ZRANGE', KEYS[i], count - calls, count - calls, 'WITHSCORES')
-    wait = math.max(wait, tonumber(nth[2]) - now)
+    wait = math.max(wait, math.min(tonumber(nth[2]) - now, tonumber(ARGV[2 * i + 1])))
   end
   grant = math.min(grant, calls - count)
 end
@@ -249,6 +252,10 @@ class RedisLimiter:
             LimiterUnavailable: Redis cannot be reached: a round trip of this
                 waiter failed, or one of a waiter ahead of it did while it was
                 queued. Nothing was sent.
+            SlotTimeout: The client bounded the wait (``max_wait``) and Redis
+                says the next slot frees later than that; raised at once, with
+                the time the slot is away (a lower bound while the call holding
+                it is in flight).
         """
         budget = self._budget(key, limits)
         rate_keys = self._keys(key, limits)
@@ -256,7 +263,7 @@ class RedisLimiter:
         # The budget's pace, in calls per second, over its tightest rate.
         pace = min(rate.calls / rate.per for rate in limits.rates)
 
-        async def ask(wanted: int, hold: float) -> tuple[list[str], float]:
+        async def ask(wanted: int, hold: float) -> tuple[list[str], float, float]:
             # Enough slots to keep pace over _ROUND_TRIPS_AHEAD round trips,
             # and no more: a process that takes a whole fresh window works
             # through it alone while the others' CPUs idle (measured: 100
@@ -280,11 +287,11 @@ class RedisLimiter:
             else:
                 self._round_trip += (took - self._round_trip) * _RISE
             if state == 1:
-                return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0
+                return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0, 0.0
             wait = int(value) / 1_000_000
             # Blocked (2): the block's end is known. Full (0): the slot that
-            # frees first may still be in flight, with a provisional end.
-            return [], wait if state == 2 else min(wait, self._poll)
+            # frees first may still be in flight; look again within poll_interval.
+            return [], wait if state == 2 else min(wait, self._poll), wait
 
         async def give_back(slot_id: str) -> None:
             await self._give_back(budget, key, limits, rate_keys, slot_id)

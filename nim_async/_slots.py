@@ -21,7 +21,8 @@ from itertools import islice
 import anyio
 import anyio.lowlevel
 
-from ._errors import LimiterUnavailable
+from ._errors import LimiterUnavailable, SlotTimeout
+from ._limits import WaitBound, current_wait_bound
 
 __all__ = ["Ask", "GiveBack", "SlotQueue"]
 
@@ -32,8 +33,9 @@ _FRONT = 1000
 # ask(wanted, hold): grant up to `wanted` slots, each held for at most `hold`
 # seconds; returns the granted slot ids (possibly none) and, when none, how
 # long to wait before asking again (finite: a store that cannot tell returns
-# its poll interval).
-Ask = Callable[[int, float], Awaitable[tuple[list[str], float]]]
+# its poll interval) and the seconds until a slot may free at the earliest
+# (exact, or a lower bound).
+Ask = Callable[[int, float], Awaitable[tuple[list[str], float, float]]]
 # give_back(slot_id): a slot that was granted but will never be used.
 GiveBack = Callable[[str], Awaitable[None]]
 
@@ -41,12 +43,15 @@ GiveBack = Callable[[str], Awaitable[None]]
 class _Ticket:
     """One waiter: the slot it was given, or the failure that ended its wait."""
 
-    __slots__ = ("failure", "hold", "slot", "woken")
+    __slots__ = ("bound", "failure", "hold", "slot", "too_far", "woken")
 
-    def __init__(self, hold: float) -> None:
+    def __init__(self, hold: float, bound: WaitBound | None) -> None:
         self.hold = hold
+        self.bound = bound
         self.slot: str | None = None
         self.failure: str | None = None
+        # Seconds to a free slot, when that is past the waiter's deadline.
+        self.too_far: float | None = None
         self.woken = anyio.Event()
 
 
@@ -83,11 +88,15 @@ class SlotQueue:
         Raises:
             LimiterUnavailable: The budget could not be asked, by this waiter
                 or by the asker while this one was queued.
+            SlotTimeout: The slot frees later than this waiter's bound allows.
         """
-        ticket = _Ticket(hold)
+        # Read here, in the waiter's own task: the asker runs in another.
+        ticket = _Ticket(hold, current_wait_bound())
         self._waiting.append(ticket)
         try:
             while ticket.slot is None:
+                if ticket.too_far is not None:
+                    raise _slot_timeout(ticket.too_far)
                 if ticket.failure is not None:
                     raise LimiterUnavailable(
                         f"{ticket.failure} (met by a waiter ahead of this one); nothing was sent"
@@ -107,13 +116,31 @@ class SlotQueue:
             raise
         return ticket.slot
 
+    def _refuse_beyond(self, distance: float, own: _Ticket) -> None:
+        """End the wait of every waiter whose bound ends before a slot frees ``distance`` from now.
+
+        Raises:
+            SlotTimeout: The asker's own bound is among them.
+        """
+        for ticket in list(self._waiting):
+            if ticket.bound is None:
+                continue
+            try:
+                ticket.bound.refuse_beyond(distance)
+            except SlotTimeout:
+                self._waiting.remove(ticket)
+                ticket.too_far = distance
+                ticket.woken.set()
+        if own.too_far is not None:
+            raise _slot_timeout(own.too_far)
+
     async def _ask_until_served(self, own: _Ticket, ask: Ask, give_back: GiveBack) -> None:
         self._asking = True
         try:
             while own.slot is None:
                 hold = max(ticket.hold for ticket in islice(self._waiting, _FRONT))
                 try:
-                    granted, wait = await ask(len(self._waiting), hold)
+                    granted, wait, distance = await ask(len(self._waiting), hold)
                 except LimiterUnavailable as exc:
                     for ticket in self._waiting:
                         if ticket is not own:
@@ -131,6 +158,7 @@ class SlotQueue:
                         for slot_id in unused:
                             await give_back(slot_id)
                 if not granted:
+                    self._refuse_beyond(distance, own)
                     changed = self._changed
                     with anyio.move_on_after(wait):
                         await changed.wait()
@@ -144,3 +172,9 @@ class SlotQueue:
                 if ticket is not own:
                     ticket.woken.set()
                     break
+
+
+def _slot_timeout(distance: float) -> SlotTimeout:
+    return SlotTimeout(
+        f"no rate-limit slot frees within {distance:.3g} s; it was not sent", retry_after=distance
+    )

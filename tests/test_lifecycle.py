@@ -60,7 +60,8 @@ async def test_closing_the_client_fails_the_calls_queued_for_a_slot_as_unsent() 
     """aclose() with calls waiting in the limiter: each gets ClientStateError; one call went."""
     emulator = NimEmulator("test-app-key", APP_SECRET)
     limits = nim.RateLimits().with_action("sendAttachMsg", nim.Rate(1, 60))
-    client = make_client(emulator, rate_limits=limits)
+    # Unbounded waits: with a max_wait the calls would fail at once instead of queueing.
+    client = make_client(emulator, rate_limits=limits, max_wait=None)
     outcomes: list[BaseException | None] = []
 
     async def send(number: int) -> None:

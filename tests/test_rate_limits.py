@@ -29,7 +29,7 @@ pytestmark = pytest.mark.anyio
 # broadcasts 10 per 0.25 s (blocks 0.25 s).
 PER_SECOND_ACTIONS = nim.RateLimits.default().scaled(0.25)
 PER_MINUTE_ACTIONS = nim.RateLimits.default().scaled(1 / 240)
-# Two sendAttachMsg calls an hour: a third is kept waiting for the whole test.
+# Two sendAttachMsg calls an hour: a third is refused at once (SlotTimeout).
 TWO_AN_HOUR = nim.RateLimits.default().with_action("sendAttachMsg", nim.Rate(2, 3600))
 # Real seconds: how long a call that should go may take (generous, for busy
 # machines), and how long one that should wait is watched.
@@ -61,12 +61,15 @@ def _everyone(count: int) -> list[str]:
     return sorted(f"user{number}" for number in range(count))
 
 
-async def _kept_waiting(client: nim.NimClient, number: int) -> bool:
-    """Whether an attach call is still waiting for its slot after a real MOMENT."""
-    with anyio.move_on_after(MOMENT):
-        await _attach(client, number)
-        return False
-    return True
+async def _refused_for_the_hour(client: nim.NimClient, number: int) -> bool:
+    """Whether an attach call finds the hour's budget spent: refused at once (the default
+    max_wait is far shorter than an hour) with the hour as its retry_after."""
+    try:
+        with anyio.fail_after(PATIENCE):
+            await _attach(client, number)
+    except nim.SlotTimeout as refused:
+        return 3600 - PATIENCE < refused.retry_after <= 3600
+    return False
 
 
 @pytest.mark.parametrize(
@@ -103,11 +106,11 @@ async def test_a_concurrent_burst_gets_no_416_and_delivers_every_call_once(
 
 async def test_a_fresh_window_sends_its_whole_budget_without_pacing() -> None:
     """Ten broadcasts (10 per minute) go out while the limiter's clock stands still; the
-    eleventh waits."""
+    eleventh would wait the minute (max_wait=None: it waits)."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     limiter = nim.LocalLimiter(clock=FakeClock())
     async with make_client(
-        emulator, rate_limits=nim.RateLimits.default(), limiter=limiter
+        emulator, rate_limits=nim.RateLimits.default(), limiter=limiter, max_wait=None
     ) as client:
         with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as group:
@@ -116,6 +119,9 @@ async def test_a_fresh_window_sends_its_whole_budget_without_pacing() -> None:
         with anyio.move_on_after(MOMENT) as waiting:
             await _broadcast(client, 10)
         assert waiting.cancelled_caught
+        with pytest.raises(nim.SlotTimeout) as refused:
+            await client.with_options(max_wait=1).broadcast("user10")
+        assert refused.value.retry_after == 60  # the clock stood still: exactly the minute
     assert _delivered(emulator) == _everyone(10)
 
 
@@ -161,8 +167,8 @@ async def test_clients_with_their_own_local_limiters_do_not_share_a_budget() -> 
             for number in range(2):
                 await _attach(first, number)
                 await _attach(second, 2 + number)
-        assert await _kept_waiting(first, 4)
-        assert await _kept_waiting(second, 5)
+        assert await _refused_for_the_hour(first, 4)
+        assert await _refused_for_the_hour(second, 5)
     assert _delivered(emulator) == _everyone(4)
 
 
@@ -178,7 +184,7 @@ async def test_clients_with_the_default_limiter_share_a_budget() -> None:
         with anyio.fail_after(PATIENCE):
             await _attach(first, 0)
             await _attach(first, 1)
-        assert await _kept_waiting(second, 2)
+        assert await _refused_for_the_hour(second, 2)
     assert _delivered(emulator) == _everyone(2)
 
 

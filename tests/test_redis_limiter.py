@@ -457,3 +457,106 @@ async def test_slots_granted_to_waiters_cancelled_meanwhile_are_given_back(redis
     assert len(slots) == 2
     # Both end `per` after their release, the unused one too: not at start + hold + per.
     assert all(end / 1_000_000 < time.time() + 1 + CLOCKS for _, end in slots)
+
+
+# Bounded waits: Redis tells how far the next slot is, and a call bounded more
+# tightly fails at once. PATIENCE is far below the max_wait of these calls, so a
+# call that waited its max_wait out would fail the test.
+PATIENCE = 5.0
+SHORT_OF_THE_SLOT = 30.0
+ONE_A_MINUTE = nim.RateLimits().with_action("sendAttachMsg", nim.Rate(1, 60))
+
+
+async def test_a_far_slot_in_redis_fails_at_once_with_its_distance(redis_url: str) -> None:
+    """One call a minute, answered just now: the next fails at once, retry_after the minute."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limiter = nim.RedisLimiter(redis_url, prefix="far")
+    async with make_client(
+        emulator, rate_limits=ONE_A_MINUTE, limiter=limiter, max_wait=SHORT_OF_THE_SLOT
+    ) as client:
+        await client.send_attach_msg("alice", "bob", "first")
+        with anyio.fail_after(PATIENCE), pytest.raises(nim.SlotTimeout) as caught:
+            await client.send_attach_msg("alice", "bob", "second")
+    await limiter.aclose()
+    assert 60 - PATIENCE < caught.value.retry_after <= 60 + CLOCKS
+    assert len(emulator.calls) == 1
+
+
+async def test_a_slot_in_flight_in_redis_is_at_least_per_away(redis_url: str) -> None:
+    """The slot's holder has no answer yet (its provisional end is start + hold + per): the
+    script answers per, the least the wait can be."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limiter = nim.RedisLimiter(redis_url, prefix="inflight")
+    limits = ONE_A_MINUTE.for_action("msg/sendAttachMsg")
+    async with (
+        make_client(
+            emulator, rate_limits=ONE_A_MINUTE, limiter=limiter, max_wait=SHORT_OF_THE_SLOT
+        ) as client,
+        limiter.slot(f"{APP_KEY}:msg/sendAttachMsg", limits, hold=600),
+    ):
+        with anyio.fail_after(PATIENCE), pytest.raises(nim.SlotTimeout) as caught:
+            await client.send_attach_msg("alice", "bob", "x")
+    await limiter.aclose()
+    assert caught.value.retry_after == 60
+    assert emulator.calls == []
+
+
+async def test_a_block_in_redis_fails_a_bounded_call_at_once(redis_url: str) -> None:
+    """A block of an hour recorded by another process: retry_after is the hour."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limiter = nim.RedisLimiter(redis_url, prefix="blocked")
+    other = nim.RedisLimiter(redis_url, prefix="blocked")
+    limits = ONE_A_MINUTE.for_action("msg/sendAttachMsg")
+    await other.block(f"{APP_KEY}:msg/sendAttachMsg", limits, 3600)
+    async with make_client(emulator, rate_limits=ONE_A_MINUTE, limiter=limiter) as client:
+        with anyio.fail_after(PATIENCE), pytest.raises(nim.SlotTimeout) as caught:
+            await client.send_attach_msg("alice", "bob", "x")
+    await limiter.aclose()
+    await other.aclose()
+    assert 3600 - PATIENCE < caught.value.retry_after <= 3600 + CLOCKS
+    assert emulator.calls == []
+
+
+async def test_queued_waiters_beyond_their_bound_fail_together_at_once(redis_url: str) -> None:
+    """Ten calls queued on a spent minute: every one fails at once, not one after another;
+    an unbounded one queued among them keeps waiting."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limiter = nim.RedisLimiter(redis_url, prefix="queued")
+    outcomes: list[str] = []
+
+    async def call(client: nim.NimClient, number: int) -> None:
+        try:
+            await client.send_attach_msg("alice", f"user{number}", "x")
+        except nim.SlotTimeout as error:
+            outcomes.append(f"SlotTimeout {error.retry_after > 60 - PATIENCE}")
+
+    async with make_client(
+        emulator, rate_limits=ONE_A_MINUTE, limiter=limiter, max_wait=SHORT_OF_THE_SLOT
+    ) as client:
+        await client.send_attach_msg("alice", "bob", "first")
+        patient = client.with_options(max_wait=None)
+        with anyio.fail_after(PATIENCE):
+            async with anyio.create_task_group() as group:
+                group.start_soon(call, patient, 100)
+                for number in range(10):
+                    group.start_soon(call, client, number)
+                while len(outcomes) < 10:  # noqa: ASYNC110 - counting outcomes
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)
+                group.cancel_scope.cancel()  # the patient one still waits
+    await limiter.aclose()
+    assert outcomes == ["SlotTimeout True"] * 10
+    assert len(emulator.calls) == 1
+
+
+async def test_a_near_slot_in_redis_is_waited_for(redis_url: str) -> None:
+    """One call per 0.3 s and max_wait 5 s: the second call waits for the slot and goes."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limiter = nim.RedisLimiter(redis_url, prefix="near")
+    limits = nim.RateLimits().with_action("sendAttachMsg", nim.Rate(1, 0.3))
+    async with make_client(emulator, rate_limits=limits, limiter=limiter, max_wait=5) as client:
+        for number in range(2):
+            await client.send_attach_msg("alice", f"user{number}", "x")
+    await limiter.aclose()
+    assert [call.code for call in emulator.calls] == [200, 200]
+    assert emulator.calls[1].at - emulator.calls[0].at >= 0.3 - CLOCKS

@@ -36,6 +36,32 @@ def test_what_is_retried(
     assert policy.should_retry(error, attempt=1, idempotent=idempotent) is retried
 
 
+@pytest.mark.parametrize(
+    ("block", "bound", "retried"),
+    [(None, 60.0, True), (10.0, 60.0, True), (60.0, 60.0, True), (86400.0, 60.0, False)],
+)
+def test_a_416_is_retried_only_when_its_block_is_within_max_block_wait(
+    block: float | None, bound: float, retried: bool
+) -> None:
+    """A block longer than max_block_wait (job/nos/del's day) is not slept through; an unknown
+    block is retried as before."""
+    error = nim.RateLimited(416, "blocked", "job/nos/del", retry_after=block)
+    policy = nim.RetryPolicy(max_block_wait=bound)
+    assert policy.should_retry(error, attempt=1, idempotent=False) is retried
+
+
+def test_the_default_block_bound_covers_the_documented_minute() -> None:
+    """60 s: the 10 s and 60 s blocks of the message actions, not a day."""
+    assert nim.RetryPolicy().max_block_wait == 60.0
+
+
+@pytest.mark.parametrize("bound", [-1, float("inf"), float("nan"), "60", True])
+def test_a_bad_max_block_wait_is_refused(bound: object) -> None:
+    """A finite number of seconds, at least 0."""
+    with pytest.raises(nim.ConfigurationError, match="max_block_wait"):
+        nim.RetryPolicy(max_block_wait=bound)  # type: ignore[arg-type]
+
+
 def test_no_retry_once_attempts_are_spent() -> None:
     """max_attempts counts the first attempt."""
     policy = nim.RetryPolicy(max_attempts=2)

@@ -43,6 +43,9 @@ JOB_KEYWORDS = {"max_concurrency", "on_progress", "job"}
         ("batch_size", 0),
         ("batch_size", 100.0),
         ("transport", object()),
+        ("max_wait", 0),
+        ("max_wait", float("inf")),
+        ("max_wait", "10"),
     ],
 )
 def test_a_bad_constructor_argument_raises_configuration_error(keyword: str, value: Any) -> None:
@@ -106,6 +109,7 @@ async def test_a_timeout_set_later_takes_effect(emulator: NimEmulator) -> None:
         ("rate_limits", "100/s"),
         ("batch_size", 501),
         ("timeout", -1),
+        ("max_wait", -1),
     ],
 )
 def test_a_bad_setting_raises_and_keeps_the_old_value(setting: str, value: Any) -> None:
@@ -207,7 +211,10 @@ def test_every_keyword_of_every_endpoint_has_its_place_in_the_spec(method: str) 
         (lambda: nim.RetryPolicy(max_attempts=0), "max_attempts"),
         (lambda: nim.RetryPolicy(backoff_base=-0.1), "backoff_base"),
         (lambda: nim.RetryPolicy(jitter="no"), "jitter"),
+        (lambda: nim.RetryPolicy(max_block_wait=-1), "max_block_wait"),
         (lambda: nim.LocalLimiter(poll_interval=0), "poll_interval"),
+        (lambda: nim.LocalLimiter(path=""), "path"),
+        (lambda: nim.LocalLimiter(path=":memory:"), "path"),
     ],
 )
 def test_every_settings_object_refuses_with_configuration_error(build: Any, setting: str) -> None:
@@ -224,6 +231,7 @@ def _one_of_each_exception() -> list[nim.NimError]:
         nim.InvalidRequest("to", "a str", "list ['a']"),
         nim.JournalMismatch("another job"),
         nim.JournalUnavailable("disk full"),
+        nim.JournalLocked("another runner holds the journal"),
         nim.ClientStateError("closed"),
         nim.LimiterUnavailable("redis is down"),
         nim.SlotTimeout("no slot within 2 s", retry_after=2.0),
@@ -232,7 +240,7 @@ def _one_of_each_exception() -> list[nim.NimError]:
         nim.ClockSkew(414, "CurTime is off", "msg/sendMsg"),
         nim.PermissionDenied(403, "no", "msg/sendMsg"),
         nim.NotFound(404, "no", "msg/sendMsg"),
-        nim.RateLimited(416, "blocked", "msg/sendMsg"),
+        nim.RateLimited(416, "blocked", "msg/sendMsg", retry_after=10.0),
         nim.DuplicateRequest(431, "again", "msg/sendMsg"),
         nim.RecallExpired(508, "late", "msg/recall"),
         nim.NimAPIError(999, "pack error", "msg/sendMsg"),
