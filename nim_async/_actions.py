@@ -13,6 +13,7 @@ __all__ = [
     "FILE_UPLOAD",
     "MARK_READ",
     "MARK_TEAM_READ",
+    "QUERY_SESSION_MSG",
     "RECALL",
     "SEND_ATTACH_MSG",
     "SEND_BATCH_ATTACH_MSG",
@@ -39,6 +40,9 @@ MARK_READ = "msg/markReadMsg"
 MARK_TEAM_READ = "msg/markReadTeamMsg"
 DEL_MSG = "msg/delMsg"
 DEL_BROADCAST = "history/delBroadcastMsgById"
+# The one-to-one cloud history (Java SDK HistoryV1UrlContext:
+# QUERY_SESSION_MSG = "/history/querySessionMsg.action").
+QUERY_SESSION_MSG = "history/querySessionMsg"
 
 ACTIONS = frozenset(
     {
@@ -57,6 +61,7 @@ ACTIONS = frozenset(
         MARK_TEAM_READ,
         DEL_MSG,
         DEL_BROADCAST,
+        QUERY_SESSION_MSG,
     }
 )
 # "sendMsg" → "msg/sendMsg", "delBroadcastMsgById" → "history/delBroadcastMsgById".

@@ -7,12 +7,14 @@ fills (``_fields``); the limits on the written values are in ``_validate``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
 from . import _actions as act
+from ._errors import InvalidRequest
 from ._fields import (
     Form,
     Param,
@@ -22,13 +24,16 @@ from ._fields import (
     file_content,
     int_list,
     integer,
+    json_text,
     json_value,
     message_body,
     message_id,
     message_option,
+    not_a_list,
     only_false,
     only_true,
     push,
+    safe_repr,
     save,
     session_type,
     string,
@@ -36,7 +41,7 @@ from ._fields import (
     upload_content,
     zero_one,
 )
-from ._models import Broadcast, SendResult
+from ._models import Broadcast, HistoryMessage, SendResult, SessionHistory
 
 __all__ = [
     "BROADCAST",
@@ -49,6 +54,7 @@ __all__ = [
     "FILE_UPLOAD",
     "MARK_READ",
     "MARK_TEAM_READ",
+    "QUERY_SESSION_MSG",
     "RECALL",
     "SEND_ATTACH_MSG",
     "SEND_BATCH_ATTACH_MSG",
@@ -172,6 +178,54 @@ def _unmarked_msgids(answer: Answer) -> list[int]:
     return [answer_int(msgid) for msgid in (answer.get("data") or {}).get("errMsgIds") or ()]
 
 
+def _optional_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"not a string: {value!r}"[:100])
+
+
+def _history_message(item: object) -> HistoryMessage:
+    # Java SDK history Message.fromJson: from, msgid (Long), msgidclient (all lower
+    # case here, unlike markReadMsg's msgidClient), sendtime, type, fromclienttype, body.
+    if not isinstance(item, Mapping):
+        raise TypeError(f"a message that is not a JSON object: {item!r}"[:100])
+    sender = item["from"]
+    if not isinstance(sender, str):
+        raise ValueError(f"not an accid: {sender!r}"[:100])
+    body = item.get("body")
+    if body is not None and not isinstance(body, str):
+        # Both official SDKs turn a body sent as an object back into JSON text.
+        body = json_text(body)
+    client_type = item.get("fromclienttype")
+    return HistoryMessage(
+        from_=sender,
+        msgid=answer_int(item["msgid"]),
+        msgid_client=_optional_text(item.get("msgidclient")),
+        sendtime=answer_int(item["sendtime"]),
+        type=answer_int(item["type"]),
+        from_client_type=None if client_type is None else answer_int(client_type),
+        body=body,
+    )
+
+
+def _session_history(answer: Answer) -> SessionHistory:
+    # Java SDK HistoryV1Service and the Go SDK's history service read msgs as a
+    # string holding a JSON array, or as the array itself; both leave it out when absent.
+    msgs = answer.get("msgs")
+    if isinstance(msgs, str):
+        try:
+            msgs = json.loads(msgs) if msgs else []
+        except RecursionError:
+            raise ValueError("msgs nested too deeply") from None
+    if msgs is None:
+        msgs = []
+    if not isinstance(msgs, list):
+        raise ValueError(f"msgs is not a JSON array: {msgs!r}"[:100])
+    messages = tuple(_history_message(item) for item in msgs)
+    size = answer.get("size")
+    return SessionHistory(len(messages) if size is None else answer_int(size), messages)
+
+
 def _url(answer: Answer) -> str:
     url = answer["url"]
     if not isinstance(url, str) or not url:
@@ -227,6 +281,22 @@ _UPLOAD_OPTIONS = (
     Param("expire_sec", integer("expireSec"), "expireSec"),
     _text("tag", "tag"),
 )
+
+
+def _message_types(value: object) -> Form:
+    """``types``: message type codes, sent comma-separated (``"0,1,2,3"``); which codes
+    the server takes is a rule of ``_validate``."""
+    accepts = "a non-empty iterable of message type codes (ints)"
+    if not_a_list(value) or not isinstance(value, Iterable):
+        raise InvalidRequest("type", accepts, f"{type(value).__name__} {safe_repr(value)}"[:80])
+    items = list(value)
+    # Bounded before str(): an int past 4300 digits has no decimal text.
+    if not items or not all(
+        isinstance(item, int) and not isinstance(item, bool) and -(2**63) <= item < 2**63
+        for item in items
+    ):
+        raise InvalidRequest("type", accepts, safe_repr(items)[:80])
+    return {"type": ",".join(str(item) for item in items)}
 
 
 def _message_at(recall_type: str, team_type: str) -> tuple[Param, ...]:
@@ -392,6 +462,27 @@ DEL_BROADCAST = Endpoint(
     idempotent=True,
 )
 
+# Read-only: a repeated query answers the same page (as long as nothing new arrived).
+# Rows as Java SDK QuerySessionHistoryMessageRequestV1 and the Go SDK's
+# QuerySessionHistoryMessageRequestV1 (history_v1_requests.go) have them.
+QUERY_SESSION_MSG = Endpoint(
+    act.QUERY_SESSION_MSG,
+    (
+        _required("from_", "from", string("from")),
+        _required("to", "to", string("to")),
+        _required("begin", "begintime", epoch_millis("begintime")),
+        _required("end", "endtime", epoch_millis("endtime")),
+        _required("limit", "limit", integer("limit")),
+        # reverse: "1 按时间正序排列，2 按时间降序排列 ... 默认是按降序排列".
+        Param("ascending", only_true("reverse", "1"), "reverse"),
+        Param("types", _message_types, "type"),
+        Param("include_no_sense", only_true("includeNoSenseMsg", "true"), "includeNoSenseMsg"),
+        Param("exclude_msgid", message_id("excludeMsgid"), "excludeMsgid"),
+    ),
+    _session_history,
+    idempotent=True,
+)
+
 BROADCAST = Endpoint(
     act.BROADCAST,
     (
@@ -421,4 +512,5 @@ ENDPOINTS: Mapping[str, Endpoint[Any]] = {
     "mark_read_team_msg": MARK_TEAM_READ,
     "delete_msg": DEL_MSG,
     "delete_broadcast": DEL_BROADCAST,
+    "query_session_msg": QUERY_SESSION_MSG,
 }

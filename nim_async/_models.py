@@ -16,11 +16,13 @@ __all__ = [
     "Broadcast",
     "Custom",
     "File",
+    "HistoryMessage",
     "Image",
     "Location",
     "MessageOption",
     "Push",
     "SendResult",
+    "SessionHistory",
     "Text",
     "Tip",
     "Video",
@@ -238,3 +240,45 @@ class Broadcast:
     is_offline: bool = False
     target_os: tuple[str, ...] = ()
     from_: str | None = None
+
+
+@attrs.frozen
+class HistoryMessage:
+    """One message of the cloud history, as ``query_session_msg`` read it.
+
+    The fields of the Java SDK's history ``Message`` (yunxin-server-sdk-java).
+
+    Attributes:
+        from_: The sender's accid (``from``).
+        msgid: The server's message id (``msgid``); pass the last one of a page
+            as ``exclude_msgid`` to fetch the next page.
+        msgid_client: The client-side message id (``msgidclient``), None if absent.
+        sendtime: When it was sent, in epoch milliseconds (``sendtime``).
+        type: The NIM message type: 0 text, 1 image, 2 audio, 3 video,
+            4 location, 5 notification, 6 file, 10 tip, 11 robot, 100 custom.
+        from_client_type: The sender's client type (``fromclienttype``): 1 Android,
+            2 iOS, 4 PC, 16 web, 32 REST (the server API), 64 macOS; None if absent.
+        body: The message body as JSON text (``body``); an object the server
+            sends is turned back into JSON text, as the official SDKs do. None if absent.
+    """
+
+    from_: str
+    msgid: int
+    msgid_client: str | None
+    sendtime: int
+    type: int
+    from_client_type: int | None
+    body: str | None
+
+
+@attrs.frozen
+class SessionHistory:
+    """What the server answered to ``query_session_msg``: one page of a session's history.
+
+    Attributes:
+        size: The number of messages the server reports (``size``).
+        messages: The messages, in the order asked for (newest first by default).
+    """
+
+    size: int
+    messages: tuple[HistoryMessage, ...] = ()

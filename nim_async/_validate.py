@@ -198,11 +198,37 @@ def _end_time(value: str, form: Mapping[str, str]) -> object:
     return None
 
 
+def _int_between(lowest: int, highest: int) -> Check:
+    def check(value: str, form: Mapping[str, str]) -> object:
+        return None if lowest <= int(value) <= highest else value
+
+    return check
+
+
+def _after_begintime(value: str, form: Mapping[str, str]) -> object:
+    # Java SDK QuerySessionHistoryMessageRequestV1: "begintime 需要早于 endtime，
+    # 否则会返回 {"desc": "bad time", "code": 414}".
+    begin, end = int(form["begintime"]), int(value)
+    return None if begin < end else f"begintime {begin}, endtime {end}"
+
+
+# NetEase's doc page "查询单聊云端历史消息" (Java SDK QuerySessionHistoryMessageRequestV1,
+# type): "0:文本，1:图片，2:语音，3:视频，4:地理位置，5:通知，6:文件，10:提示，
+# 11:Robot，100:自定义".
+_HISTORY_TYPES = ("0", "1", "2", "3", "4", "5", "6", "10", "11", "100")
+
+
+def _history_types(value: str, form: Mapping[str, str]) -> object:
+    unknown = [code for code in value.split(",") if code not in _HISTORY_TYPES]
+    return ", ".join(unknown) if unknown else None
+
+
 _SENDS = frozenset({act.SEND_MSG, act.SEND_BATCH_MSG})
 _ATTACHES = frozenset({act.SEND_ATTACH_MSG, act.SEND_BATCH_ATTACH_MSG})
 _UPLOADS = frozenset({act.UPLOAD, act.FILE_UPLOAD})
 _NOT_RECALL = frozenset(act.ACTIONS - {act.RECALL})
 _MESSAGE_AT = frozenset({act.RECALL, act.DEL_MSG_ONE_WAY})
+_HISTORY = frozenset({act.QUERY_SESSION_MSG})
 
 _RULES: tuple[_Rule, ...] = (
     # Accounts and team ids (seed: "最大32字符").
@@ -285,6 +311,16 @@ _RULES: tuple[_Rule, ...] = (
         "after startTime > 0, 1 to 7 days after it, and before today (China time)",
         _end_time,
         frozenset({act.CLEAN_NOS}),
+    ),
+    # The one-to-one cloud history (Java SDK QuerySessionHistoryMessageRequestV1):
+    # limit "最多 100 条，小于等于 0，或者大于 100，会提示参数错误".
+    _Rule("limit", "an int from 1 to 100", _int_between(1, 100), _HISTORY),
+    _Rule("endtime", "after begintime", _after_begintime, _HISTORY),
+    _Rule(
+        "type",
+        f"message types among {', '.join(_HISTORY_TYPES)}",
+        _history_types,
+        _HISTORY,
     ),
     # Broadcasts.
     _Rule("targetOs", f"a non-empty subset of {list(_TARGET_OS)}", _target_os),

@@ -1,5 +1,5 @@
-"""The four actions the seeds do not cover (Java SDK MessageV1UrlContext): read receipts,
-delMsg and history/delBroadcastMsgById."""
+"""The actions the seeds do not cover (Java SDK MessageV1UrlContext and HistoryV1UrlContext):
+read receipts, delMsg, history/delBroadcastMsgById and history/querySessionMsg."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from nim_async.testing import NimEmulator
 
 from . import _raw as raw
-from ._raw import KEY, SECRET, call, data, form, send
+from ._raw import KEY, SECRET, TEXT_BODY, call, data, form, send
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +169,107 @@ async def test_new_actions_take_injected_faults(emu: NimEmulator) -> None:
     emu.fail_next("history/delBroadcastMsgById", 500)
     answer = await call(emu, "history/delBroadcastMsgById", form(broadcastId="1"))
     assert answer["code"] == 500
+
+
+def history_query(**fields: str) -> dict[str, str]:
+    """A querySessionMsg form over all time for alice and bob; ``fields`` add or replace."""
+    return {
+        "from": "alice",
+        "to": "bob",
+        "begintime": "0",
+        "endtime": str(2**62),
+        "limit": "100",
+    } | form(**fields)
+
+
+async def history(emu: NimEmulator, **fields: str) -> list[dict[str, object]]:
+    """The msgs of a querySessionMsg answer, decoded when they came as a string."""
+    answer = await call(emu, "history/querySessionMsg", history_query(**fields))
+    assert answer["code"] == 200
+    msgs = answer["msgs"]
+    decoded = json.loads(msgs) if isinstance(msgs, str) else msgs
+    assert isinstance(decoded, list)
+    assert answer["size"] == len(decoded)
+    return decoded
+
+
+async def test_history_holds_each_delivery_of_a_batch_message(emu: NimEmulator) -> None:
+    """sendBatchMsg: one message per registered recipient, each in its own session, with the
+    msgid the answer gave; an unregistered recipient has none."""
+    fields = {"fromAccid": "alice", "toAccids": '["bob","carol","zed"]', "type": "0"}
+    answer = await call(
+        emu, "msg/sendBatchMsg", {**fields, "body": '{"msg":"all"}', "returnMsgid": "true"}
+    )
+    msgids = answer["msgids"]
+    assert isinstance(msgids, dict)
+    for accid in ("bob", "carol"):
+        (entry,) = await history(emu, to=accid)
+        assert (entry["from"], entry["msgid"], entry["sendtime"]) == (
+            "alice",
+            msgids[accid],
+            answer["timetag"],
+        )
+        assert (entry["type"], entry["body"], entry["fromclienttype"]) == (0, '{"msg":"all"}', 32)
+    assert await history(emu, to="zed") == []
+
+
+async def test_history_never_holds_notifications(emu: NimEmulator) -> None:
+    """sendAttachMsg and sendBatchAttachMsg are stored as deliveries, never as history."""
+    await call(emu, "msg/sendAttachMsg", form(from_="alice", msgtype="0", to="bob", attach="{}"))
+    await call(
+        emu, "msg/sendBatchAttachMsg", form(fromAccid="bob", toAccids='["alice"]', attach="{}")
+    )
+    assert len(emu.messages) == 2
+    assert await history(emu) == []
+
+
+async def test_history_leaves_out_messages_sent_with_history_false(emu: NimEmulator) -> None:
+    """option {"history": false} on sendMsg and sendBatchMsg: accepted, but not kept."""
+    await send(emu, option='{"history":false}')
+    batch = {"fromAccid": "alice", "toAccids": '["bob"]', "type": "0", "body": TEXT_BODY}
+    await call(emu, "msg/sendBatchMsg", {**batch, "option": '{"history":false,"roam":true}'})
+    kept = data(await send(emu, option='{"history":true}'))["msgid"]
+    assert [entry["msgid"] for entry in await history(emu)] == [kept]
+
+
+@pytest.mark.parametrize("as_string", [False, True])
+async def test_msgs_come_as_an_array_or_as_a_string(as_string: bool) -> None:
+    """msgs_as_string=True gives the array as a JSON-encoded string (both SDKs read it)."""
+    emu = NimEmulator(KEY, SECRET, msgs_as_string=as_string)
+    await send(emu)
+    answer = await call(emu, "history/querySessionMsg", history_query())
+    assert isinstance(answer["msgs"], str) is as_string
+    assert len(await history(emu)) == 1
+
+
+async def test_history_orders_by_time_then_msgid_both_directions(emu: NimEmulator) -> None:
+    """Newest first by default (reverse=2), oldest first with reverse=1; to→from included."""
+    first = data(await send(emu))["msgid"]
+    emu.advance(1)
+    second = data(
+        await call(
+            emu, "msg/sendMsg", form(from_="bob", ope="0", to="alice", type="0", body=TEXT_BODY)
+        )
+    )["msgid"]
+    assert [e["msgid"] for e in await history(emu)] == [second, first]
+    assert [e["msgid"] for e in await history(emu, reverse="2")] == [second, first]
+    assert [e["msgid"] for e in await history(emu, reverse="1")] == [first, second]
+    assert [e["from"] for e in await history(emu, reverse="1", limit="1")] == ["alice"]
+
+
+async def test_exclude_msgid_is_an_anchor(emu: NimEmulator) -> None:
+    """The page starts after the excluded message; an id not in the range excludes nothing."""
+    ids = [data(await send(emu))["msgid"] for _ in range(3)]
+    for message in emu.messages:
+        message.timetag = emu.messages[0].timetag
+    after = await history(emu, reverse="1", excludeMsgid=str(ids[0]))
+    assert [e["msgid"] for e in after] == ids[1:]
+    assert [e["msgid"] for e in await history(emu, excludeMsgid="42")] == ids[::-1]
+
+
+async def test_history_query_takes_injected_faults_and_is_routed(emu: NimEmulator) -> None:
+    """history/querySessionMsg is a known action: fail_next names it, and the call is recorded."""
+    emu.fail_next("history/querySessionMsg", 503)
+    answer = await call(emu, "history/querySessionMsg", history_query())
+    assert answer["code"] == 503
+    assert emu.calls[-1].action == "history/querySessionMsg"

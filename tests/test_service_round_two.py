@@ -91,6 +91,37 @@ async def test_read_receipts_and_deletes(client: nim.NimClient, emulator: NimEmu
     assert {call.code for call in emulator.calls} == {200}
 
 
+async def test_the_session_history_as_the_sdks_ask_for_it(
+    client: nim.NimClient, emulator: NimEmulator
+) -> None:
+    """history/querySessionMsg with every row of Java SDK QuerySessionHistoryMessageRequestV1."""
+    sent = await client.send_msg("alice", "bob", nim.Text("hi"))
+    page = await client.query_session_msg(
+        "bob",
+        "alice",
+        begin=sent.timetag,
+        end=sent.timetag + 1,
+        limit=10,
+        ascending=True,
+        types=[0, 1],
+        include_no_sense=True,
+        exclude_msgid=1,
+    )
+    assert emulator.calls[-1].form == {
+        "from": "bob",
+        "to": "alice",
+        "begintime": str(sent.timetag),
+        "endtime": str(sent.timetag + 1),
+        "limit": "10",
+        "reverse": "1",
+        "type": "0,1",
+        "includeNoSenseMsg": "true",
+        "excludeMsgid": "1",
+    }
+    assert [(m.from_, m.msgid, m.type) for m in page.messages] == [("alice", sent.msgid, 0)]
+    assert page.size == 1
+
+
 async def test_the_new_keywords_go_on_the_wire(
     client: nim.NimClient, emulator: NimEmulator
 ) -> None:

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "broadcast": {"body": "hi"},
     "delete_msg_one_way": {"msgid": 1, "timetag": 1, "from_": "alice", "to": "bob"},
     "delete_roam_session": {"from_": "alice", "to": "bob"},
+    "query_session_msg": {"from_": "alice", "to": "bob", "begin": 1, "end": 2},
 }
 
 
@@ -222,6 +223,18 @@ ROWS = [
     Row("to", call("delete_msg_one_way", to=VALUE), "b" * 32, "b" * 33),
     Row("from", call("delete_roam_session", from_=VALUE), "a" * 32, "a" * 33),
     Row("to", call("delete_roam_session", to=VALUE), "b" * 32, "b" * 33),
+    # history/querySessionMsg (Java SDK QuerySessionHistoryMessageRequestV1)
+    Row("from", call("query_session_msg", from_=VALUE), "a" * 32, "a" * 33),
+    Row("to", call("query_session_msg", to=VALUE), "b" * 32, "b" * 33),
+    Row("limit", call("query_session_msg", limit=VALUE), 100, 101),
+    Row("limit", call("query_session_msg", limit=VALUE), 1, 0),
+    Row("endtime", call("query_session_msg", begin=VALUE, end=1000), 999, 1000),
+    Row(
+        "type",
+        call("query_session_msg", types=VALUE),
+        [0, 1, 2, 3, 4, 5, 6, 10, 11, 100],
+        [0, 7],
+    ),
 ]
 IDS = [f"{i}-{row.parameter}" for i, row in enumerate(ROWS)]
 

@@ -7,6 +7,7 @@ form already satisfies `_rules`, so it may parse the values it reads directly.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -365,6 +366,88 @@ def delete_message(world: World, req: Request) -> Answer:
     return nim_answer()
 
 
+# Message.java (Java SDK history): fromclienttype 32 is REST, the server API.
+_REST_CLIENT = 32
+
+
+@functools.lru_cache(maxsize=256)
+def _kept(option: str) -> bool:
+    # A message sent with option history:false is not kept (seeds/003 sendMsg option:
+    # "history: 该消息是否存云端历史，默认true"). One parse per distinct option.
+    return json.loads(option).get("history", True) is not False
+
+
+def _in_history(message: StoredMessage) -> bool:
+    # Custom notifications have no msgid and are no messages: never in the history.
+    if message.msgid is None or message.team:
+        return False
+    option = message.form.get("option")
+    return option is None or _kept(option)
+
+
+def _no_sense(message: StoredMessage) -> bool:
+    # Java SDK QuerySessionHistoryMessageRequestV1, includeNoSenseMsg: messages sent
+    # with msgSenderNoSense=1 or msgReceiverNoSense=1, recalled or deleted one way.
+    form = message.form
+    return (
+        message.deleted_one_way
+        or form.get("msgSenderNoSense") == "1"
+        or form.get("msgReceiverNoSense") == "1"
+    )
+
+
+def _history_entry(message: StoredMessage) -> dict[str, Any]:
+    # Java SDK history Message: from, msgid, msgidclient, sendtime, type, fromclienttype, body.
+    return {
+        "from": message.from_,
+        "msgid": message.msgid,
+        "msgidclient": message.msgid_client,
+        "sendtime": message.timetag,
+        "type": message.type,
+        "fromclienttype": _REST_CLIENT,
+        "body": message.body,
+    }
+
+
+def query_session_msg(world: World, req: Request) -> Answer:
+    """history/querySessionMsg: one page of a p2p session's stored messages, both directions.
+
+    Messages of ``sendMsg`` and ``sendBatchMsg`` sent between ``begintime`` and
+    ``endtime`` (both included), ordered by time and then msgid, newest first
+    unless ``reverse=1``; at most ``limit``. Left out: custom notifications,
+    messages sent with ``option`` history false, recalled or deleted ones
+    (``msg/recall``, ``msg/delMsg``), and, unless ``includeNoSenseMsg=true``,
+    those deleted one way or sent with a no-sense flag. ``excludeMsgid`` is read
+    as an anchor: the page starts after that message, when it is in the range.
+    """
+    form = req.form
+    one, other = form["from"], form["to"]
+    begin, end = int(form["begintime"]), int(form["endtime"])
+    types = {int(code) for code in form["type"].split(",")} if "type" in form else None
+    include_no_sense = form.get("includeNoSenseMsg") == "true"
+    found = [
+        message
+        for message in world.messages
+        if begin <= message.timetag <= end
+        and (message.from_, message.to) in ((one, other), (other, one))
+        and _in_history(message)
+        and not (message.recalled or message.deleted)
+        and (include_no_sense or not _no_sense(message))
+        and (types is None or message.type in types)
+    ]
+    # reverse: "1 按时间正序排列，2 按时间降序排列 ... 默认是按降序排列".
+    found.sort(key=lambda m: (m.timetag, m.msgid), reverse=form.get("reverse", "2") == "2")
+    if "excludeMsgid" in form:
+        anchor = int(form["excludeMsgid"])
+        at = next((i for i, m in enumerate(found) if m.msgid == anchor), None)
+        if at is not None:
+            found = found[at + 1 :]
+    page = [_history_entry(message) for message in found[: int(form["limit"])]]
+    # Both official SDKs read msgs as a string holding the array, or as the array.
+    msgs = json.dumps(page, ensure_ascii=False) if world.msgs_as_string else page
+    return nim_answer(size=len(page), msgs=msgs)
+
+
 def delete_broadcast(world: World, req: Request) -> Answer:
     """history/delBroadcastMsgById: mark a stored broadcast deleted.
 
@@ -397,4 +480,5 @@ ACTIONS: Mapping[str, Handler] = {
     "msg/markReadTeamMsg": mark_read_team,
     "msg/delMsg": delete_message,
     "history/delBroadcastMsgById": delete_broadcast,
+    "history/querySessionMsg": query_session_msg,
 }

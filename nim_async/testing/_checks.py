@@ -19,6 +19,7 @@ __all__ = [
     "Base64",
     "FileBytes",
     "Flags",
+    "IntCsv",
     "IntIn",
     "IntList",
     "Integer",
@@ -84,9 +85,10 @@ class IntIn:
 
 @attrs.frozen
 class Integer:
-    """An integer, at least ``minimum`` when one is given."""
+    """An integer, at least ``minimum`` and at most ``maximum`` when they are given."""
 
     minimum: int | None = None
+    maximum: int | None = None
 
     def problem(self, value: str) -> str | None:
         """See `Rule.problem`."""
@@ -95,7 +97,22 @@ class Integer:
             return "must be an integer"
         if self.minimum is not None and number < self.minimum:
             return f"must be at least {self.minimum}"
+        if self.maximum is not None and number > self.maximum:
+            return f"must be at most {self.maximum}"
         return None
+
+
+@attrs.frozen
+class IntCsv:
+    """Integers among ``values``, separated by commas ("0,1,2,3": a history query's ``type``)."""
+
+    values: tuple[int, ...]
+
+    def problem(self, value: str) -> str | None:
+        """See `Rule.problem`."""
+        if all(_as_int(item) in self.values for item in value.split(",")):
+            return None
+        return "must be a comma-separated list of " + ", ".join(map(str, self.values))
 
 
 @attrs.frozen

@@ -66,7 +66,8 @@ class NimEmulator:
     registered accounts and teams, stores messages (recall, deletion and read
     receipts find them), enforces frequency control (416) and answers injected
     faults. Besides the eleven actions of the seeds it knows ``msg/markReadMsg``,
-    ``msg/markReadTeamMsg``, ``msg/delMsg`` and ``history/delBroadcastMsgById``.
+    ``msg/markReadTeamMsg``, ``msg/delMsg``, ``history/delBroadcastMsgById`` and
+    ``history/querySessionMsg``, which answers from the messages it stored.
 
     Attributes:
         calls: Every request under ``/nimserver/``, in arrival order, rejected ones included.
@@ -84,6 +85,7 @@ class NimEmulator:
         unregister_as_string: bool = False,
         recall_window: float = 120.0,
         clock_skew: float = 0.0,
+        msgs_as_string: bool = False,
     ) -> None:
         """Create an emulated app.
 
@@ -104,6 +106,9 @@ class NimEmulator:
                 it checks ``CurTime`` (±300 s), stamps the ``Date`` header of every
                 answer and, with `advance`, timetags and ages. For testing clients
                 whose clock is off.
+            msgs_as_string: ``history/querySessionMsg`` answers give ``msgs`` as a
+                string holding the JSON array instead of the array (both official
+                SDKs read either shape).
 
         Raises:
             TypeError: ``rate_limits`` has no ``for_action`` method.
@@ -117,6 +122,7 @@ class NimEmulator:
             recall_window=recall_window,
             unregister_as_string=unregister_as_string,
             clock_skew=clock_skew,
+            msgs_as_string=msgs_as_string,
         )
         self._control = FrequencyControl(rate_limits)
         self._faults: dict[str, deque[_Fault]] = {}

@@ -4,8 +4,9 @@ A rule is a row (parameter, rule with its limit, required or not), taken from th
 seed documents (seeds/003 for the eleven original actions, seeds/000 for the two
 attach actions), the facts file, and NetEase's official server SDKs
 (yunxin-server-sdk-java, yunxin-server-sdk-golang) for the parameters and the
-four actions the seeds do not cover (markReadMsg, markReadTeamMsg, delMsg,
-history/delBroadcastMsgById). `check` walks an action's rows in order and then
+five actions the seeds do not cover (markReadMsg, markReadTeamMsg, delMsg,
+history/delBroadcastMsgById, and history/querySessionMsg with NetEase's doc
+page "查询单聊云端历史消息"). `check` walks an action's rows in order and then
 its cross-field rules; the first failure is the 414 ``desc``, and it always names
 the parameter. Parameters not in the table are ignored, as the real service does.
 """
@@ -22,6 +23,7 @@ from ._checks import (
     Base64,
     FileBytes,
     Flags,
+    IntCsv,
     Integer,
     IntIn,
     IntList,
@@ -33,7 +35,15 @@ from ._checks import (
     SubsetOf,
 )
 
-__all__ = ["CROSS_RULES", "MAX_UPLOAD_BYTES", "RULES", "TARGET_OS", "Row", "check"]
+__all__ = [
+    "CROSS_RULES",
+    "HISTORY_TYPES",
+    "MAX_UPLOAD_BYTES",
+    "RULES",
+    "TARGET_OS",
+    "Row",
+    "check",
+]
 
 _DAY_MS = 86_400_000
 _CHINA_OFFSET_MS = 8 * 3_600_000  # "today" for job/nos/del is the service's day, UTC+8
@@ -76,6 +86,9 @@ _ZERO_ONE = IntIn((0, 1))
 _NOTICE = MaxChars(128)
 _FILE_TYPE = MaxChars(128)  # Java SDK UploadFileRequestV1: type "最多 128 字符"
 TARGET_OS = ("ios", "aos", "pc", "web", "mac")  # broadcastMsg: the default is all
+# Java SDK QuerySessionHistoryMessageRequestV1, type: "0:文本，1:图片，2:语音，3:视频，
+# 4:地理位置，5:通知，6:文件，10:提示，11:Robot，100:自定义".
+HISTORY_TYPES = (0, 1, 2, 3, 4, 5, 6, 10, 11, 100)
 
 # sendAttachMsg and sendBatchAttachMsg: the rows the two seed tables share.
 _NOTIFICATION_ROWS = (
@@ -236,6 +249,19 @@ RULES: Mapping[str, tuple[Row, ...]] = {
     ),
     # Java SDK DeleteBroadcastMessageByIdRequestV1: broadcastId, a long.
     "history/delBroadcastMsgById": (_req("broadcastId", Integer()),),
+    # Java SDK QuerySessionHistoryMessageRequestV1 and NetEase's doc page "查询单聊云端历史消息".
+    "history/querySessionMsg": (
+        _req("from", _ACCID),
+        _req("to", _ACCID),
+        _req("begintime", Integer()),
+        _req("endtime", Integer()),
+        # "最多 100 条 ... 小于等于 0，或者大于 100，会提示参数错误".
+        _req("limit", Integer(minimum=1, maximum=100)),
+        Row("reverse", IntIn((1, 2))),  # "其它返回参数 414 错误"
+        Row("type", IntCsv(HISTORY_TYPES)),
+        Row("includeNoSenseMsg", _BOOL),
+        Row("excludeMsgid", Integer()),
+    ),
 }
 
 
@@ -273,12 +299,21 @@ def _nos_range(form: Mapping[str, str], now: float) -> str | None:
     return None
 
 
+def _history_range(form: Mapping[str, str], now: float) -> str | None:
+    # Java SDK QuerySessionHistoryMessageRequestV1: "begintime 需要早于 endtime，
+    # 否则会返回 {"desc": "bad time", "code": 414}".
+    if int(form["begintime"]) >= int(form["endtime"]):
+        return "bad time: begintime must be earlier than endtime"
+    return None
+
+
 _CrossRule = Callable[[Mapping[str, str], float], str | None]
 
 CROSS_RULES: Mapping[str, tuple[_CrossRule, ...]] = {
     "msg/sendMsg": (_text_body,),
     "msg/sendBatchMsg": (_text_body, _msgid_batch),
     "job/nos/del": (_nos_range,),
+    "history/querySessionMsg": (_history_range,),
 }
 
 

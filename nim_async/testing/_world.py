@@ -41,6 +41,7 @@ class World:
         recall_window: float,
         unregister_as_string: bool,
         clock_skew: float = 0.0,
+        msgs_as_string: bool = False,
     ) -> None:
         self.accounts: set[str] | None = None if accounts is None else set(accounts)
         # Teams with a member list; with teams=None any other tid exists too,
@@ -51,6 +52,7 @@ class World:
         self.open_teams = teams is None
         self.recall_window = recall_window
         self.unregister_as_string = unregister_as_string
+        self.msgs_as_string = msgs_as_string
         self.messages: list[StoredMessage] = []
         self.by_msgid: dict[int, StoredMessage] = {}
         self.uploads: dict[str, Upload] = {}

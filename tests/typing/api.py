@@ -121,3 +121,26 @@ async def round_two(client: nim.NimClient) -> None:
     hosts: tuple[str, ...] = nim.YUNXIN_CN_URLS
     failover = nim.NimClient("key", "secret", base_url=[*nim.YUNXIN_SG_URLS, nim.OVERSEAS_URL])
     del stamp, unmarked, timetags, stopped, again, hosts, failover
+
+
+async def history(client: nim.NimClient) -> None:
+    page: nim.SessionHistory = await client.query_session_msg(
+        "a", "b", begin=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), end=1767312000000
+    )
+    while page.messages:
+        last: nim.HistoryMessage = page.messages[-1]
+        page = await client.query_session_msg(
+            "a",
+            "b",
+            begin=0,
+            end=last.sendtime,
+            limit=50,
+            ascending=False,
+            types=[0, 100],
+            include_no_sense=True,
+            exclude_msgid=last.msgid,
+        )
+    size: int = page.size
+    body: str | None = page.messages[0].body if page.messages else None
+    client_id: str | None = page.messages[0].msgid_client if page.messages else None
+    del size, body, client_id
