@@ -9,6 +9,7 @@ chunk never stops the others.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
 from typing import cast
 
@@ -25,7 +26,7 @@ from ._errors import (
     NimError,
 )
 from ._fields import Form
-from ._journal import ChunkRecord, chunk_digest, job_fingerprint
+from ._journal import ChunkRecord, Journal, chunk_digest, job_fingerprint, service_of
 from ._outcomes import check_against, read_answer, record_of, replayed
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
@@ -242,6 +243,8 @@ class ChunkRunner:
         outcome = replayed(record, chunk, self._endpoint.action, self._job.resend_in_flight)
         if outcome is None:
             return False
+        if record.at is not None:
+            self._job.went_out(index, record.at)
         self._job.record(index, outcome)
         return True
 
@@ -258,10 +261,12 @@ class ChunkRunner:
 
         async def on_send() -> None:
             nonlocal sent
+            now = time.time()
             if journal is not None:
                 # Durable before the request goes out: after a crash, this
-                # chunk is known to have been in flight.
-                await journal.write(index, ChunkRecord(digest, "sending"))
+                # chunk is known to have been in flight, and since when.
+                await journal.write(index, ChunkRecord(digest, "sending", at=now))
+            self._job.went_out(index, now)
             sent = True
 
         try:
@@ -274,7 +279,7 @@ class ChunkRunner:
             else:
                 outcome = read_answer(chunk, answer, self._endpoint.action)
             if journal is not None and sent:
-                await journal.write(index, record_of(digest, outcome))
+                await journal.write(index, record_of(digest, outcome, at=time.time()))
             self._job.record(index, outcome)
             _count_recipients(self._endpoint.action, outcome)
         except BaseException as cause:
@@ -385,11 +390,22 @@ async def send_in_chunks(
     if isinstance(recipients, Collection):
         job.total = len(recipients)
     records: dict[int, ChunkRecord] = {}
+    job.request = (endpoint.action, dict(form))
+    job.fingerprint = job_fingerprint(
+        endpoint.action,
+        form,
+        chunk_size,
+        app_key=pipeline.app_key,
+        service=service_of(pipeline.hosts.urls),
+    )
     try:
         if job.journal is not None:
-            records = await job.journal.open(job_fingerprint(endpoint.action, form, chunk_size))
+            records = await job.journal.open(job.fingerprint)
             if records and isinstance(recipients, Collection):
                 check_against(records, recipients, chunk_size)
+            # A restarted process's limiter knows nothing of the calls its
+            # predecessor made a moment ago: the journal does.
+            await pipeline.note_past_calls(endpoint.action, _ages(records, pipeline.hold))
         job.start(None if job.total is None else pipeline.estimate(endpoint, job.total, chunk_size))
         runner = ChunkRunner(
             pipeline,
@@ -402,7 +418,40 @@ async def send_in_chunks(
             place_all=isinstance(recipients, Collection),
             records=records,
         )
-        return await runner.run(cast(Recipients, recipients))
+        return await _run_holding(job.journal, runner, cast(Recipients, recipients))
     finally:
         if job.journal is not None:
             await job.journal.aclose()
+
+
+def _ages(records: Mapping[int, ChunkRecord], hold: float) -> list[float]:
+    """How long ago each recorded call was answered, as far as the server could tell.
+
+    A call in flight at a crash arrived before its deadline (``hold``) or not at all.
+    """
+    now = time.time()
+    ages = []
+    for record in records.values():
+        if record.at is not None:
+            answered = record.at + hold if record.state == "sending" else record.at
+            ages.append(max(now - answered, 0.0))
+    return ages
+
+
+async def _run_holding(
+    journal: Journal | None, runner: ChunkRunner, recipients: Recipients
+) -> BatchResult:
+    """Run the job while keeping the journal's lease, for journals that hold one (Redis)."""
+    keep_held = getattr(journal, "keep_held", None)
+    if keep_held is None:
+        return await runner.run(recipients)
+    result: BatchResult | None = None
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(keep_held)
+            result = await runner.run(recipients)
+            group.cancel_scope.cancel()
+    except BaseException as error:
+        raise _lone_error(error) from None
+    assert result is not None
+    return result

@@ -22,7 +22,8 @@ The tree::
     │   └── ChunkCancelled                     a bulk job was cancelled with the chunk pending
     ├── LimiterUnavailable                     the shared rate limiter's store is down
     ├── SlotTimeout                            no rate-limit slot within max_wait; not sent
-    ├── JournalUnavailable                     a bulk job's journal cannot be written
+    ├── JournalUnavailable                     a bulk job's journal cannot be read or written
+    │   └── JournalLocked                      another runner holds the journal
     ├── ClientStateError(NimError, RuntimeError) the client is closed, or used from another
     │                                           event loop; nothing was sent
     └── BatchFailed                            raise_for_failures(): chunks of a bulk send failed
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DuplicateRequest",
     "InvalidRequest",
+    "JournalLocked",
     "JournalMismatch",
     "JournalUnavailable",
     "LimiterUnavailable",
@@ -90,10 +92,20 @@ class JournalMismatch(ConfigurationError):
 
 
 class JournalUnavailable(NimError):
-    """Raised when a bulk job's journal cannot be read or written.
+    """Raised when a bulk job's journal cannot be read or written, or is damaged.
 
     A chunk is sent only after the journal recorded it, so nothing goes out
-    unrecorded: the job stops with the chunks in flight recorded as usual.
+    unrecorded: the job stops with the chunks in flight recorded as usual. A
+    journal that cannot be read whole is refused before anything is sent.
+    """
+
+
+class JournalLocked(JournalUnavailable):
+    """Raised when another runner holds the journal; this one sent nothing.
+
+    One runner at a time owns a journal: an SQLite journal through an OS lock
+    that ends with its process, a Redis journal through a lease that its
+    runner renews.
     """
 
 
@@ -178,7 +190,19 @@ class NotFound(NimAPIError):
 
 
 class RateLimited(NimAPIError):
-    """Raised on code 416 once retries are spent: the server blocked the action."""
+    """Raised on code 416 once retries are spent: the server blocked the action.
+
+    Attributes:
+        retry_after: Seconds until the server's block ends, as far as the
+            client knows it (the action's documented block), or None.
+    """
+
+    def __init__(self, code: int, desc: str, action: str, retry_after: float | None = None) -> None:
+        super().__init__(code, desc, action)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[int, str, str, float | None]]:  # type: ignore[override]
+        return type(self), (self.code, self.desc, self.action, self.retry_after)
 
 
 class DuplicateRequest(NimAPIError):

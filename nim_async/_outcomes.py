@@ -93,15 +93,18 @@ def replayed(
     return None  # surely unsent, or in flight and resend_in_flight: send it
 
 
-def record_of(digest: str, outcome: ChunkOutcome) -> ChunkRecord:
-    """What the journal keeps of a chunk's outcome: enough to place it again on resume."""
+def record_of(digest: str, outcome: ChunkOutcome, *, at: float | None = None) -> ChunkRecord:
+    """What the journal keeps of a chunk's outcome: enough to place it again on resume.
+
+    ``at``: when the outcome was known, in seconds since the epoch.
+    """
     if isinstance(outcome, SentChunk):
         answer = {
             "unregister": outcome.unregister,
             "msgids": outcome.msgids,
             "timetag": outcome.timetag,
         }
-        return ChunkRecord(digest, "sent", answer)
+        return ChunkRecord(digest, "sent", answer, at)
     error = outcome.error
     return ChunkRecord(
         digest,
@@ -114,6 +117,7 @@ def record_of(digest: str, outcome: ChunkOutcome) -> ChunkRecord:
             "desc": getattr(error, "desc", None) or str(error),
             "action": getattr(error, "action", ""),
         },
+        at,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -22,7 +23,8 @@ from ._errors import (
     NimConnectionError,
     NimError,
 )
-from ._journal import Journal, SqliteJournal
+from ._journal import Journal
+from ._journal_sqlite import SqliteJournal
 
 __all__ = [
     "BatchEstimate",
@@ -127,6 +129,8 @@ class BatchResult:
             would meet it (a wrong AppSecret, a missing permission, ...), or
             None. The recipients of a list it never sent are in ``failed``,
             surely unsent; a stream's unread recipients stay in its iterator.
+        job: The ``BatchJob`` that recorded the send (``client.reconcile``
+            settles its may-have-been-sent chunks), or None.
     """
 
     accepted: int = 0
@@ -136,6 +140,7 @@ class BatchResult:
     failed: list[FailedChunk] = attrs.Factory(list)
     calls: int = 0
     stopped: NimError | None = None
+    job: BatchJob | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def ok(self) -> bool:
@@ -198,10 +203,13 @@ class BatchJob:
         "_done",
         "_failed",
         "_outcomes",
+        "_sent_at",
         "_started_at",
         "_used",
         "estimate",
+        "fingerprint",
         "journal",
+        "request",
         "resend_in_flight",
         "stopped",
         "total",
@@ -231,6 +239,11 @@ class BatchJob:
         self.stopped: NimError | None = None
         self.estimate: BatchEstimate | None = None
         self._started_at: float | None = None
+        # What reconciling needs: the action and form sent, the journal's
+        # identity of the job, and when each chunk's request went out (epoch s).
+        self.request: tuple[str, dict[str, Any]] | None = None
+        self.fingerprint: str | None = None
+        self._sent_at: dict[int, float] = {}
 
     def __repr__(self) -> str:
         return f"BatchJob(calls={self._calls}, done={self._done}, total={self.total})"
@@ -284,9 +297,29 @@ class BatchJob:
             self._done += len(outcome.accids)
             self._failed += 1
 
+    def went_out(self, index: int, at: float) -> None:
+        """Note when chunk ``index``'s request (first) went out, in seconds since the epoch."""
+        self._sent_at.setdefault(index, at)
+
+    def maybe_sent(self) -> list[tuple[int, FailedChunk, float | None]]:
+        """The chunks that may have been sent, with when their request went out (if known)."""
+        return [
+            (index, outcome, self._sent_at.get(index))
+            for index, outcome in sorted(self._outcomes.items())
+            if isinstance(outcome, FailedChunk) and outcome.may_have_been_sent
+        ]
+
+    def settle(self, index: int, outcome: ChunkOutcome) -> None:
+        """Replace the outcome of a may-have-been-sent chunk with what the server said."""
+        if isinstance(self._outcomes.get(index), FailedChunk):
+            self._failed -= 1
+        if isinstance(outcome, FailedChunk):
+            self._failed += 1
+        self._outcomes[index] = outcome
+
     def result(self) -> BatchResult:
         """Merge the chunk outcomes so far, in input order, whatever order they finished in."""
-        result = BatchResult(calls=self._calls, stopped=self.stopped)
+        result = BatchResult(calls=self._calls, stopped=self.stopped, job=self)
         accepted = 0
         for index in sorted(self._outcomes):
             outcome = self._outcomes[index]
