@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as _metadata_version
 
+from ._base import DEFAULT_MAX_WAIT
 from ._callbacks import (
     DEFAULT_CALLBACK_MAX_AGE,
     CallbackRejected,
@@ -20,6 +21,7 @@ from ._errors import (
     ConfigurationError,
     DuplicateRequest,
     InvalidRequest,
+    JournalLocked,
     JournalMismatch,
     JournalUnavailable,
     LimiterUnavailable,
@@ -36,18 +38,22 @@ from ._errors import (
     ServerError,
     SlotTimeout,
 )
-from ._journal import Journal, RedisJournal, SqliteJournal
+from ._journal import Journal
+from ._journal_redis import RedisJournal
+from ._journal_sqlite import SqliteJournal
 from ._limits import ActionLimits, Limiter, LimiterStats, LocalLimiter, Rate, RateLimits
 from ._models import (
     Body,
     Broadcast,
     Custom,
     File,
+    HistoryMessage,
     Image,
     Location,
     MessageOption,
     Push,
     SendResult,
+    SessionHistory,
     Text,
     Tip,
     Video,
@@ -60,6 +66,7 @@ from ._retry import RetryPolicy
 __all__ = [
     "CHINA_URL",
     "DEFAULT_CALLBACK_MAX_AGE",
+    "DEFAULT_MAX_WAIT",
     "OVERSEAS_URL",
     "YUNXIN_CN_URLS",
     "YUNXIN_SG_URLS",
@@ -79,9 +86,11 @@ __all__ = [
     "DuplicateRequest",
     "FailedChunk",
     "File",
+    "HistoryMessage",
     "Image",
     "InvalidRequest",
     "Journal",
+    "JournalLocked",
     "JournalMismatch",
     "JournalUnavailable",
     "Limiter",
@@ -110,6 +119,7 @@ __all__ = [
     "RetryPolicy",
     "SendResult",
     "ServerError",
+    "SessionHistory",
     "SlotTimeout",
     "SqliteJournal",
     "Text",

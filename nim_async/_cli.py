@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ._cli_batch import _FAILED, _USAGE, _batch, _client, _Exit
+from ._cli_batch import _batch
+from ._cli_client import _FAILED, _USAGE, _client, _Exit, add_limiter_options
 from ._cli_demo import _DEMO_KEY, _DEMO_SECRET, _demo
 from ._errors import ConfigurationError, NimError
 from ._limits import RateLimits
@@ -28,7 +29,7 @@ from ._models import Text
 
 __all__ = ["main"]
 
-# Exit statuses: _FAILED (1) and _USAGE (2) are in _cli_batch, with _Exit.
+# Exit statuses: _FAILED (1), _USAGE (2) and _MAYBE_SENT (3) are in _cli_client, with _Exit.
 _INTERRUPTED = 130
 _EXIT_STATUS = """\
 exit status:
@@ -36,7 +37,9 @@ exit status:
   1    the server or the network refused; for batch, a chunk failed or may
        have been sent, or the job stopped with recipients unread
   2    a bad argument, setting or credential, a file that cannot be used
-       (a missing CSV column, a journal of another job)
+       (a missing CSV column, a journal of another job or held by another run)
+  3    batch only: every recipient accepted or unregistered, except chunks that
+       may have been sent and could not be settled (see --maybe-sent-to)
   130  interrupted"""
 
 
@@ -61,13 +64,13 @@ def _fail(message: str, status: int) -> NoReturn:
 
 
 async def _send(args: argparse.Namespace) -> None:
-    async with _client() as client:
+    async with _client(args) as client:
         result = await client.send_msg(args.sender, args.to, Text(args.text), team=args.team)
     print(json.dumps({"msgid": result.msgid, "timetag": result.timetag}))
 
 
 async def _attach(args: argparse.Namespace) -> None:
-    async with _client() as client:
+    async with _client(args) as client:
         await client.send_attach_msg(
             args.sender,
             args.to,
@@ -79,7 +82,7 @@ async def _attach(args: argparse.Namespace) -> None:
 
 
 async def _broadcast(args: argparse.Namespace) -> None:
-    async with _client() as client:
+    async with _client(args) as client:
         sent = await client.broadcast(
             args.body,
             from_=args.sender,
@@ -91,7 +94,7 @@ async def _broadcast(args: argparse.Namespace) -> None:
 
 
 async def _recall(args: argparse.Namespace) -> None:
-    async with _client() as client:
+    async with _client(args) as client:
         await client.recall(
             args.msgid,
             args.timetag,
@@ -107,7 +110,7 @@ async def _recall(args: argparse.Namespace) -> None:
 async def _upload(args: argparse.Namespace) -> None:
     path = Path(args.file)
     _open_binary(path)
-    async with _client() as client:
+    async with _client(args) as client:
         url = await client.file_upload(
             path,
             type=args.type,
@@ -155,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("to")
     send.add_argument("text")
     send.add_argument("--team", action="store_true", help="TO is a team id")
+    add_limiter_options(send)
     send.set_defaults(run=_send)
 
     attach = commands.add_parser("attach", help="send a system notification (msg/sendAttachMsg)")
@@ -163,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     attach.add_argument("attach", help="the notification, usually JSON text")
     attach.add_argument("--team", action="store_true", help="TO is a team id")
     attach.add_argument("--online-only", action="store_true", help="do not keep it offline")
+    add_limiter_options(attach)
     attach.set_defaults(run=_attach)
 
     emulator = commands.add_parser("emulator", help="serve the NIM emulator on a port")
@@ -182,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     broadcast.add_argument("--offline", action="store_true", help="keep it for offline users")
     broadcast.add_argument("--ttl-hours", type=int, help="how long the offline copy lives")
     broadcast.add_argument("--target-os", help="comma-separated: ios,aos,pc,web,mac")
+    add_limiter_options(broadcast)
     broadcast.set_defaults(run=_broadcast)
 
     recall = commands.add_parser("recall", help="recall a message (msg/recall)")
@@ -192,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     recall.add_argument("--team", action="store_true", help="TO is a team id")
     recall.add_argument("--msg", help="a description of the recall")
     recall.add_argument("--ignore-time", action="store_true", help="skip the recall window")
+    add_limiter_options(recall)
     recall.set_defaults(run=_recall)
 
     upload = commands.add_parser("upload", help="upload a file (msg/fileUpload); prints its URL")
@@ -200,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--https", action="store_true", help="ask for an https URL")
     upload.add_argument("--expire-sec", type=int, help="seconds until it expires (>= 86400)")
     upload.add_argument("--tag", help="the file's use, for clean-up by tag")
+    add_limiter_options(upload)
     upload.set_defaults(run=_upload)
 
     batch = commands.add_parser(
@@ -234,10 +242,38 @@ def _parser() -> argparse.ArgumentParser:
         "stopped (they may arrive twice)",
     )
     batch.add_argument(
+        "--reconcile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="settle the chunks that may have been sent (in flight at a crash, timed out) "
+        "by asking the service's message history, and send those it never got "
+        "(text messages only: notifications are not kept in history)",
+    )
+    batch.add_argument(
         "--failed-to",
         metavar="FILE",
         help="write the accids that surely were not sent (failed or unread)",
     )
+    batch.add_argument(
+        "--maybe-sent-to",
+        metavar="FILE",
+        help="write the accids of the chunks that may have been sent and could not be settled",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="recipients per batch call (default 500; a journal records the size, so a "
+        "resume needs the same)",
+    )
+    batch.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds for each phase of a request (default 10); a chunk in flight at a "
+        "crash is settled once four of these have passed",
+    )
+    add_limiter_options(batch)
     batch.set_defaults(run=_batch)
 
     demo = commands.add_parser(

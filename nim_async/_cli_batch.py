@@ -1,8 +1,5 @@
 """``nim-async batch``: send to many accids read from a file, with a journal, a
-progress bar, an estimate and a JSON summary.
-
-Also the pieces the other commands share: the credentials and the client, and
-`_Exit`, the error that ends a command with one line on stderr.
+progress bar, an estimate, reconciliation on resume and a JSON summary.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ import contextlib
 import csv
 import itertools
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,43 +16,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
-from ._client import CHINA_URL, NimClient
+from ._cli_client import _FAILED, _MAYBE_SENT, _client, _Exit
+from ._client import NimClient
 from ._errors import JournalUnavailable
-from ._journal import ChunkRecord, SqliteJournal
+from ._journal import ChunkRecord
+from ._journal_sqlite import SqliteJournal
 from ._models import Text
 from ._results import BatchEstimate, BatchJob, BatchResult, Progress
 
 if TYPE_CHECKING:
     import rich.progress
-
-# Exit statuses (issue 9): 1 is the server's or the network's answer, 2 is the
-# user's own input (arguments, settings, credentials, files), as argparse's 2.
-_FAILED = 1
-_USAGE = 2
-
-
-class _Exit(Exception):
-    """End the command with ``message`` on stderr and exit ``status``.
-
-    Raised inside the running job and turned into ``SystemExit`` by ``main``,
-    outside the event loop.
-    """
-
-    def __init__(self, message: str, status: int = _USAGE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _credentials() -> tuple[str, str]:
-    try:
-        return os.environ["NIM_APP_KEY"], os.environ["NIM_APP_SECRET"]
-    except KeyError as missing:
-        raise _Exit(f"set {missing.args[0]} in the environment") from None
-
-
-def _client() -> NimClient:
-    app_key, app_secret = _credentials()
-    return NimClient(app_key, app_secret, base_url=os.environ.get("NIM_BASE_URL", CHINA_URL))
 
 
 def _open_text(source: str) -> contextlib.AbstractContextManager[TextIO]:
@@ -314,41 +283,66 @@ class _BatchRun:
         self.bar(progress)
 
 
-def _report(
-    result: BatchResult, run: _BatchRun, accids: Iterator[str], failed_to: str | None
-) -> None:
-    """Print the summary line, write ``failed_to``, and exit 1 unless every recipient
-    was accepted or reported unregistered.
+def _write_accids(path: str | None, accids: Iterator[str]) -> tuple[int, OSError | None]:
+    """Write ``accids`` to ``path`` (if any), one per line; return how many and any error.
 
-    A stopped job leaves the rest of the input unread: it is surely unsent too,
-    so it is counted as ``unread`` and written to ``failed_to`` after the
-    failed chunks' recipients.
+    The iterator is always read to its end, so the count is right even when
+    the file cannot be written.
     """
-    unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
     written = 0
     problem: OSError | None = None
     with contextlib.ExitStack() as stack:
         out = None
-        if failed_to is not None:
+        if path is not None:
             try:
-                out = stack.enter_context(open(failed_to, "w", encoding="utf-8"))
+                out = stack.enter_context(open(path, "w", encoding="utf-8"))
             except OSError as error:
                 problem = error
-        for accid in itertools.chain(unsent, accids):
+        for accid in accids:
             written += 1
             if out is not None and problem is None:
                 try:
                     out.write(f"{accid}\n")
                 except OSError as error:
                     problem = error
+    return written, problem
+
+
+def _report(
+    result: BatchResult,
+    run: _BatchRun,
+    accids: Iterator[str],
+    failed_to: str | None,
+    maybe_sent_to: str | None,
+) -> None:
+    """Print the summary line, write ``failed_to`` and ``maybe_sent_to``, and exit 0 when
+    every recipient was accepted or reported unregistered; 3 when the only failures
+    may have been sent; else 1.
+
+    A stopped job leaves the rest of the input unread: it is surely unsent too,
+    so it is counted as ``unread`` and written to ``failed_to`` after the
+    failed chunks' recipients.
+    """
+    unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
+    maybe = (a for chunk in result.failed if chunk.may_have_been_sent for a in chunk.accids)
+    written, problem = _write_accids(failed_to, itertools.chain(unsent, accids))
+    _, maybe_problem = _write_accids(maybe_sent_to, maybe)
     unread = written - len(unsent)
-    # The summary before any error: a --failed-to that cannot be written must
-    # not hide what a long job did.
+    # The summary before any error: a file that cannot be written must not
+    # hide what a long job did.
     print(json.dumps(_summary(result, len(unsent), unread, run)), flush=True)
-    if problem is not None:
-        raise _Exit(f"cannot write {failed_to}: {problem.strerror or problem}")
+    for path, error in ((failed_to, problem), (maybe_sent_to, maybe_problem)):
+        if error is not None:
+            raise _Exit(f"cannot write {path}: {error.strerror or error}")
     if result.failed:
         first = result.failed[0].error
+        if not unsent and not unread:
+            raise _Exit(
+                f"{len(result.failed)} chunks ({result.failed_count} recipients) may have been "
+                "sent and could not be settled with the service; nothing else failed. "
+                f"First: {type(first).__name__}: {first}",
+                _MAYBE_SENT,
+            )
         raise _Exit(
             f"{len(result.failed)} chunks failed ({result.failed_count} recipients); "
             f"first error: {type(first).__name__}: {first}",
@@ -356,27 +350,60 @@ def _report(
         )
 
 
+async def _send_pass(
+    client: NimClient,
+    args: argparse.Namespace,
+    inputs: contextlib.ExitStack,
+    run: _BatchRun,
+) -> tuple[BatchJob, BatchResult, Iterator[str]]:
+    """Read the input from its start and run the job on it (a resumed one sends only what
+    its journal does not record as done); return the job, its result and the unread rest."""
+    stream = inputs.enter_context(_open_text(args.to))
+    accids = _accids(stream, args.to, args.column)
+    run.journal = None if args.journal is None else _CountingJournal(args.journal)
+    run.started = False
+    job = BatchJob(run.journal, resend_in_flight=args.resend_in_flight)
+    # The library knows the total of a list only; ours is counted.
+    job.total = run.count
+    if args.attach:
+        result = await client.send_batch_attach_msg(
+            args.sender, accids, args.content, on_progress=run.on_progress, job=job
+        )
+    else:
+        result = await client.send_batch_msg(
+            args.sender, accids, Text(args.content), on_progress=run.on_progress, job=job
+        )
+    return job, result, accids
+
+
+def _surely_unsent(result: BatchResult) -> int:
+    """Chunks that failed without being sent."""
+    return sum(not chunk.may_have_been_sent for chunk in result.failed)
+
+
 async def _batch(args: argparse.Namespace) -> None:
     if args.resend_in_flight and args.journal is None:
         raise _Exit("--resend-in-flight needs --journal")
     count = _count(args.to, args.column)
     method = "send_batch_attach_msg" if args.attach else "send_batch_msg"
-    with _open_text(args.to) as stream, _ProgressBar() as bar:
-        accids = _accids(stream, args.to, args.column)
-        async with _client() as client:
-            journal = None if args.journal is None else _CountingJournal(args.journal)
-            job = BatchJob(journal, resend_in_flight=args.resend_in_flight)
-            # The library knows the total of a list only; ours is counted.
-            job.total = count
+    with contextlib.ExitStack() as inputs, _ProgressBar() as bar:
+        async with _client(args) as client:
             estimate = None if count is None else client.estimate_batch(method, count)
-            run = _BatchRun(count, estimate, journal, bar)
-            if args.attach:
-                result = await client.send_batch_attach_msg(
-                    args.sender, accids, args.content, on_progress=run.on_progress, job=job
+            run = _BatchRun(count, estimate, None, bar)
+            job, result, accids = await _send_pass(client, args, inputs, run)
+            maybe = sum(chunk.may_have_been_sent for chunk in result.failed)
+            if args.reconcile and not args.attach and maybe:
+                settled = await client.reconcile(job)
+                unsent = _surely_unsent(settled) - _surely_unsent(result)
+                left = sum(chunk.may_have_been_sent for chunk in settled.failed)
+                print(
+                    f"nim-async: settled {maybe - left} of {maybe} chunks that may have been "
+                    f"sent with the service's history: {unsent} were not sent",
+                    file=sys.stderr,
                 )
-            else:
-                result = await client.send_batch_msg(
-                    args.sender, accids, Text(args.content), on_progress=run.on_progress, job=job
-                )
+                result = settled
+                if unsent and args.journal is not None and args.to != "-":
+                    # The journal now records them as surely unsent: one more pass sends them.
+                    job, result, accids = await _send_pass(client, args, inputs, run)
         bar.close()
-        _report(result, run, accids, args.failed_to)
+        _report(result, run, accids, args.failed_to, args.maybe_sent_to)

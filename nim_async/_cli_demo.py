@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,22 +17,26 @@ from ._client import NimClient
 from ._errors import ChunkCancelled
 from ._limits import RateLimits
 from ._models import Text
-from ._results import BatchJob, FailedChunk, Progress
+from ._results import BatchJob, BatchResult, Progress
 
 # The demo's app, and the emulator command's when the environment sets none.
 _DEMO_KEY = "demo-app-key"
 _DEMO_SECRET = "demo-app-secret"
 
-_DEMO_ACTION = "msg/sendBatchAttachMsg"
-_DEMO_NOTICE = {"event": "sale"}
+_DEMO_ACTION = "msg/sendBatchMsg"
+_DEMO_TEXT = Text("spring sale: 20% off today")
 # The share of the bulk job done when the demo kills it.
 _DEMO_KILL_AT = 0.4
+# Seconds per request phase: a chunk in flight at the kill is settled once
+# its deadline (four phases) has passed.
+_DEMO_TIMEOUT = 0.5
 
 
 async def _demo(args: argparse.Namespace) -> None:
     """Run a burst and a bulk job against an in-process emulator that enforces the
     real limits in compressed time and fails some calls; kill the bulk job part
-    way, resume it from its journal, and report what happened."""
+    way, resume it from its journal, settle what the kill left uncertain with the
+    service's message history, and report what happened, from the client's side."""
     from .testing import NimEmulator
 
     limits = RateLimits.default().scaled(args.scale)
@@ -52,6 +55,7 @@ async def _demo(args: argparse.Namespace) -> None:
         base_url="http://nim.demo/nimserver/",
         transport=emulator.transport(),
         rate_limits=limits,
+        timeout=_DEMO_TIMEOUT,
     ) as client:
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
@@ -65,27 +69,18 @@ async def _demo(args: argparse.Namespace) -> None:
             journal = str(Path(folder) / "job.sqlite3")
             await _demo_killed(client, args.recipients, journal)
             emulator.fail_every(_DEMO_ACTION, 0, 419)
-            maybe = await _demo_resumed(client, args.recipients, journal)
-        delivered = {m.to for m in emulator.messages if m.action == _DEMO_ACTION}
-        # What the journal cannot know, the server's record can: a chunk in
-        # flight at the kill reached the server if any of its recipients got it
-        # (one of unregistered accids only is harmless to send again).
-        unsent = [chunk for chunk in maybe if delivered.isdisjoint(chunk.accids)]
-        if unsent:
-            accids = [accid for chunk in unsent for accid in chunk.accids]
-            again = await client.send_batch_attach_msg("demo-sender", accids, _DEMO_NOTICE)
-            again.raise_for_failures()
-        print(
-            f"checked the {len(maybe)} maybe-sent chunks against the server's messages: "
-            f"{len(maybe) - len(unsent)} had arrived, {len(unsent)} sent now"
-        )
-    codes = Counter(call.code or call.status for call in emulator.calls)
-    deliveries = Counter(m.to for m in emulator.messages if m.action == _DEMO_ACTION)
-    once = sum(count == 1 for count in deliveries.values())
-    print(f"server answers: {dict(sorted(codes.items()))}, {codes.get(416, 0)} blocked (416)")
+            job = await _demo_resumed(client, args.recipients, journal)
+            result = await _demo_settled(client, job)
+            if result.resendable():
+                # The journal now records those chunks as unsent: one more run sends them.
+                result = (await _demo_resumed(client, args.recipients, journal)).result()
+        stats = client.limiter_stats()
+    blocked = sum(action.rate_limited for action in stats.values())
+    maybe = sum(len(chunk.accids) for chunk in result.failed if chunk.may_have_been_sent)
     print(
-        f"registered recipients notified exactly once: {once:,} of {len(registered):,}; "
-        f"twice or more: {sum(count > 1 for count in deliveries.values())}"
+        f"in the end: {result.accepted:,} accepted, {len(result.unregister):,} unregistered, "
+        f"{maybe} may have been sent, {result.failed_count - maybe} failed, of "
+        f"{args.recipients:,}; {blocked} answers 416 (blocked) in all"
     )
 
 
@@ -96,9 +91,7 @@ async def _demo_recipients(count: int) -> AsyncIterator[str]:
 
 async def _demo_killed(client: NimClient, count: int, journal: str) -> None:
     """Run the bulk job on ``journal`` and cancel it once part of it is done: a crash."""
-    print(
-        "bulk: " + _estimate_line(client.estimate_batch("send_batch_attach_msg", count), count, 0)
-    )
+    print("bulk: " + _estimate_line(client.estimate_batch("send_batch_msg", count), count, 0))
     started = time.perf_counter()
     job = BatchJob(journal)
     with anyio.CancelScope() as kill, _ProgressBar() as bar:
@@ -108,8 +101,8 @@ async def _demo_killed(client: NimClient, count: int, journal: str) -> None:
             if progress.done >= count * _DEMO_KILL_AT:
                 kill.cancel()
 
-        await client.send_batch_attach_msg(
-            "demo-sender", _demo_recipients(count), _DEMO_NOTICE, on_progress=crash, job=job
+        await client.send_batch_msg(
+            "demo-sender", _demo_recipients(count), _DEMO_TEXT, on_progress=crash, job=job
         )
     result = job.result()
     cut = [chunk for chunk in result.failed if isinstance(chunk.error, ChunkCancelled)]
@@ -122,17 +115,14 @@ async def _demo_killed(client: NimClient, count: int, journal: str) -> None:
     )
 
 
-async def _demo_resumed(client: NimClient, count: int, journal: str) -> list[FailedChunk]:
-    """Run the same job again on the same journal; return the chunks that may have been sent."""
+async def _demo_resumed(client: NimClient, count: int, journal: str) -> BatchJob:
+    """Run the same job again on the same journal; return its job."""
     started = time.perf_counter()
     record = _CountingJournal(journal)
+    job = BatchJob(record)
     with _ProgressBar() as bar:
-        result = await client.send_batch_attach_msg(
-            "demo-sender",
-            _demo_recipients(count),
-            _DEMO_NOTICE,
-            on_progress=bar,
-            job=BatchJob(record),
+        result = await client.send_batch_msg(
+            "demo-sender", _demo_recipients(count), _DEMO_TEXT, on_progress=bar, job=job
         )
     maybe = [chunk for chunk in result.failed if chunk.may_have_been_sent]
     print(
@@ -142,4 +132,18 @@ async def _demo_resumed(client: NimClient, count: int, journal: str) -> list[Fai
         f"({sum(len(chunk.accids) for chunk in maybe):,} recipients), "
         f"{len(result.failed) - len(maybe)} failed; {result.calls} calls"
     )
-    return maybe
+    return job
+
+
+async def _demo_settled(client: NimClient, job: BatchJob) -> BatchResult:
+    """Settle the chunks that may have been sent with the service's history."""
+    maybe = len(job.maybe_sent())
+    started = time.perf_counter()
+    result = await client.reconcile(job)
+    unsent = sum(not chunk.may_have_been_sent for chunk in result.failed)
+    print(
+        f"asked the service's history (history/querySessionMsg) about the {maybe} chunks "
+        f"that may have been sent: {maybe - unsent} had arrived, {unsent} had not "
+        f"({time.perf_counter() - started:.2f} s, waiting out their deadline first)"
+    )
+    return result

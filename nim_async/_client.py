@@ -33,6 +33,7 @@ from ._endpoints import (
     SEND_MSG,
 )
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
+from ._reconcile import reconcile
 from ._results import BatchEstimate, BatchJob, BatchResult, Progress
 from ._validate import MAX_BATCH_ATTACH_RECIPIENTS
 
@@ -60,6 +61,9 @@ class NimClient(BaseClient):
         max_connections: The connection pool's size.
         batch_size: Recipients per batch call (at most 100 when msg ids are asked for).
         transport: Any ``httpx.AsyncBaseTransport``, e.g. ``NimEmulator.transport()``.
+        max_wait: The longest a call waits for its rate-limit slot, in seconds
+            (``DEFAULT_MAX_WAIT``, 10 s); a slot known to come later fails the
+            call at once with ``SlotTimeout``. None waits as long as the budget needs.
 
     Raises:
         ConfigurationError: An argument of the wrong type or out of range.
@@ -352,6 +356,7 @@ class NimClient(BaseClient):
     delete_broadcast = _stored.delete_broadcast
     mark_read_msg = _stored.mark_read_msg
     mark_read_team_msg = _stored.mark_read_team_msg
+    query_session_msg = _stored.query_session_msg
 
     def estimate_batch(
         self,
@@ -385,3 +390,34 @@ class NimClient(BaseClient):
         if return_msgid and method == "send_batch_msg":
             size = min(size, MSGID_BATCH_SIZE)
         return self._pipeline.estimate(endpoint[method], recipients, size)
+
+    async def reconcile(self, job: BatchJob | BatchResult) -> BatchResult:
+        """Settle a bulk job's may-have-been-sent chunks by asking the service's history.
+
+        A chunk whose answer was lost (a timeout, a crash, a job resumed from
+        its journal) may or may not have been delivered. For a
+        ``send_batch_msg`` job this asks history/querySessionMsg, for each
+        recipient of each such chunk, whether the message is in the session of
+        the sender and that recipient (one query per recipient, under the
+        rate limits), after waiting until the chunk's request can no longer
+        be on its way. A chunk whose message is found was delivered (its
+        recipients without it are unregistered); one whose message is in no
+        history was not, and is failed as surely unsent (``resendable()``).
+        With a journal, what was settled is recorded there, so a later
+        resume sends the unsent chunks and never the delivered ones.
+
+        System notifications (``send_batch_attach_msg``) and messages sent
+        with ``MessageOption(history=False)`` are not kept in history: their
+        chunks stay may-have-been-sent. So does a chunk whose queries fail.
+
+        Args:
+            job: The ``BatchJob`` of the send, or the ``BatchResult`` it returned.
+
+        Returns:
+            The job's result with every chunk that could be settled settled.
+
+        Raises:
+            ConfigurationError: ``job`` is not a job that ran, nor its result.
+            JournalUnavailable: The job's journal could not record what was settled.
+        """
+        return await reconcile(self.query_session_msg, job, hold=self._open_pipeline().hold)

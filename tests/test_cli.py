@@ -30,7 +30,11 @@ from ._support import APP_KEY, APP_SECRET, free_port, listens_soon
 
 
 @pytest.fixture
-def served_env(emulator: NimEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def served_env(
+    emulator: NimEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
+    # A limiter file of the test's own: no budget shared with another test.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with emulator.serve() as base_url:
         monkeypatch.setenv("NIM_APP_KEY", APP_KEY)
         monkeypatch.setenv("NIM_APP_SECRET", APP_SECRET)
@@ -175,7 +179,7 @@ def test_help_lists_every_command_and_the_exit_statuses(
     for command in ("send", "attach", "emulator", "broadcast", "recall", "upload", "batch"):
         assert command in out
     assert "demo" in out
-    for status in ("0 ", "1 ", "2 ", "130 "):
+    for status in ("0 ", "1 ", "2 ", "3 ", "130 "):
         assert f"\n  {status}" in out
 
 
@@ -183,16 +187,23 @@ def test_demo_kills_and_resumes_the_bulk_job_and_nobody_gets_it_twice(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The demo's bulk job is killed part way and resumed from its journal: no 416,
-    the refused chunks are sent on resume, every registered recipient notified once."""
+    the refused chunks are sent on resume, the chunks in flight at the kill are
+    settled with the service's history, and every recipient ends in its place."""
     main(["demo", "--messages", "150", "--recipients", "5000", "--scale", "0.05"])
     out = capsys.readouterr().out
-    assert "0 blocked (416)" in out
     assert "bulk: 10 calls for 5,000 recipients" in out
     killed = re.search(r"killed after .* s: ([\d,]+) of 5,000 done, .* (\d+) chunks in flight", out)
     assert killed is not None, out
     assert 0 < int(killed[1].replace(",", "")) < 5000
+    in_flight = int(killed[2])
     assert re.search(r"resumed in .* 0 failed; \d+ calls", out), out
-    assert "notified exactly once: 4,500 of 4,500; twice or more: 0" in out
+    settled = re.search(rf"about the {in_flight} chunks .*: (\d+) had arrived, (\d+) had not", out)
+    assert settled is not None, out
+    assert int(settled[1]) + int(settled[2]) == in_flight
+    assert (
+        "in the end: 4,500 accepted, 500 unregistered, 0 may have been sent, 0 failed, "
+        "of 5,000; 0 answers 416 (blocked) in all"
+    ) in out
 
 
 @pytest.mark.usefixtures("served_env")
@@ -409,30 +420,86 @@ def test_batch_with_a_wrong_secret_exits_1_naming_parameter_error(
 
 
 @pytest.mark.usefixtures("served_env")
-@pytest.mark.parametrize(
-    ("after", "error", "surely_unsent", "maybe_sent"),
-    [(False, "ParameterError", 500, 0), (True, "ServerError", 0, 500)],
-    ids=["surely-unsent", "maybe-sent"],
-)
-def test_batch_with_some_failed_chunks_exits_1(
-    emulator: NimEmulator,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    after: bool,
-    error: str,
-    surely_unsent: int,
-    maybe_sent: int,
+def test_batch_with_a_surely_unsent_chunk_exits_1(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """One failed chunk of three, whether surely unsent or maybe sent, is status 1."""
-    emulator.fail_every("msg/sendBatchMsg", 2, 500 if after else 414, after=after)
+    """One chunk of three refused (414): status 1, its recipients in --failed-to."""
+    emulator.fail_every("msg/sendBatchMsg", 2, 414)
+    failed_to = tmp_path / "failed.txt"
     with pytest.raises(SystemExit) as exited:
-        main(["batch", "alice", "hello", "--to", _write_accids(tmp_path / "to.txt", 1500)])
+        main(
+            [
+                "batch",
+                "alice",
+                "hello",
+                "--to",
+                _write_accids(tmp_path / "to.txt", 1500),
+                "--failed-to",
+                str(failed_to),
+            ]
+        )
     assert exited.value.code == 1
     out, line = _batch_error_line(capsys)
     summary = json.loads(out)
     assert (summary["accepted"], summary["failed_chunks"]) == (1000, 1)
-    assert (summary["surely_unsent"], summary["maybe_sent"]) == (surely_unsent, maybe_sent)
-    assert line.startswith(f"nim-async: 1 chunks failed (500 recipients); first error: {error}: ")
+    assert (summary["surely_unsent"], summary["maybe_sent"]) == (500, 0)
+    assert line.startswith("nim-async: 1 chunks failed (500 recipients); first error: Parameter")
+    assert len(failed_to.read_text().split()) == 500
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_whose_only_failures_may_have_been_sent_exits_3(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Without reconciling, a chunk answered 500 may have been sent: status 3, its
+    recipients in --maybe-sent-to and not in --failed-to."""
+    emulator.fail_every("msg/sendBatchMsg", 2, 500, after=True)
+    failed_to, maybe_to = tmp_path / "failed.txt", tmp_path / "maybe.txt"
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "batch",
+                "alice",
+                "hello",
+                "--to",
+                _write_accids(tmp_path / "to.txt", 1500),
+                "--no-reconcile",
+                "--failed-to",
+                str(failed_to),
+                "--maybe-sent-to",
+                str(maybe_to),
+            ]
+        )
+    assert exited.value.code == 3
+    out, line = _batch_error_line(capsys)
+    summary = json.loads(out)
+    assert (summary["accepted"], summary["surely_unsent"], summary["maybe_sent"]) == (1000, 0, 500)
+    assert "may have been sent and could not be settled" in line
+    assert failed_to.read_text() == ""
+    assert len(set(maybe_to.read_text().split())) == 500
+
+
+@pytest.mark.usefixtures("served_env")
+def test_batch_settles_a_maybe_sent_chunk_with_the_history_and_exits_0(
+    emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With reconciling (the default), the same chunk is found in the history: delivered."""
+    emulator.fail_every("msg/sendBatchMsg", 2, 500, after=True)
+    main(
+        [
+            "batch",
+            "alice",
+            "hello",
+            "--to",
+            _write_accids(tmp_path / "to.txt", 1500),
+            "--timeout",
+            "0.1",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert json.loads(out)["accepted"] == 1500
+    assert "settled 1 of 1 chunks that may have been sent" in err
+    assert Counter(m.to for m in emulator.messages).most_common(1)[0][1] == 1
 
 
 @pytest.mark.usefixtures("served_env")
