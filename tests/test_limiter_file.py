@@ -193,32 +193,6 @@ async def test_a_far_slot_in_the_file_fails_at_once_with_its_distance(tmp_path: 
     assert [message.attach for message in emulator.messages] == ["first", "third"]
 
 
-async def test_waiters_of_one_loop_are_served_first_come_first_served(tmp_path: Path) -> None:
-    """Budget 1 in the file: eight callers start in the order they asked, one per window."""
-    clock = FakeClock(EPOCH)
-    limiter = _limiter(tmp_path / "limits.sqlite", clock)
-    one = nim.ActionLimits((nim.Rate(1, 1),), block=0)
-    send, receive = anyio.create_memory_object_stream[int](8)
-    order: list[int] = []
-
-    async def call(number: int) -> None:
-        async with limiter.slot("app:fifo", one, hold=1):
-            send.send_nowait(number)
-
-    async with send, receive, anyio.create_task_group() as group:
-        for number in range(8):
-            group.start_soon(call, number)
-            await anyio.lowlevel.checkpoint()
-        for _ in range(8):
-            with anyio.fail_after(PATIENCE):
-                order.append(await receive.receive())
-            await anyio.sleep(10 * POLL)
-            with pytest.raises(anyio.WouldBlock):  # one slot per window
-                receive.receive_nowait()
-            clock.advance(1)
-    assert order == list(range(8))
-
-
 async def test_bounded_calls_queued_behind_a_waiter_fail_at_once(tmp_path: Path) -> None:
     """The front waiter read that the slot is 32 s away: calls queued behind it with 20 s
     to spare fail at once, told 32 s, while an unbounded one keeps its place."""

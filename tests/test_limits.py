@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -200,10 +201,13 @@ async def test_a_waiter_is_let_in_when_the_clock_reaches_its_slot() -> None:
     assert admitted == [freed_at]
 
 
-async def test_waiters_are_served_first_come_first_served() -> None:
-    """Budget 1: eight callers start in the order they asked, one per window."""
-    clock = FakeClock()
-    limiter = _limiter(clock)
+@pytest.mark.parametrize("store", ["memory", "file"])
+async def test_waiters_are_served_first_come_first_served(store: str, tmp_path: Path) -> None:
+    """Budget 1, in memory or in a limiter file: eight callers start in the order they
+    asked, one per window."""
+    clock = FakeClock(1_700_000_000.0)  # wall-clock-like: the file's times are epoch seconds
+    path = None if store == "memory" else tmp_path / "limits.sqlite"
+    limiter = nim.LocalLimiter(path=path, clock=clock, poll_interval=POLL)
     one = _limits(nim.Rate(1, 1))
     send, receive = anyio.create_memory_object_stream[int](8)
     order: list[int] = []
