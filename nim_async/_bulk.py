@@ -26,7 +26,7 @@ from ._errors import (
     NimError,
 )
 from ._fields import Form
-from ._journal import ChunkRecord, Journal, chunk_digest, job_fingerprint, service_of
+from ._journal import ChunkRecord, chunk_digest, job_fingerprint, service_of
 from ._outcomes import check_against, read_answer, record_of, replayed
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
@@ -279,7 +279,12 @@ class ChunkRunner:
             else:
                 outcome = read_answer(chunk, answer, self._endpoint.action)
             if journal is not None and sent:
-                await journal.write(index, record_of(digest, outcome, at=time.time()))
+                try:
+                    await journal.write(index, record_of(digest, outcome, at=time.time()))
+                except JournalUnavailable as error:
+                    # Its record stays "sending": a resume finds it maybe-sent, and
+                    # nothing more goes out unrecorded.
+                    self._job.stop(error)
             self._job.record(index, outcome)
             _count_recipients(self._endpoint.action, outcome)
         except BaseException as cause:
@@ -418,7 +423,7 @@ async def send_in_chunks(
             place_all=isinstance(recipients, Collection),
             records=records,
         )
-        return await _run_holding(job.journal, runner, cast(Recipients, recipients))
+        return await _run_holding(job, runner, cast(Recipients, recipients))
     finally:
         if job.journal is not None:
             await job.journal.aclose()
@@ -438,20 +443,26 @@ def _ages(records: Mapping[int, ChunkRecord], hold: float) -> list[float]:
     return ages
 
 
-async def _run_holding(
-    journal: Journal | None, runner: ChunkRunner, recipients: Recipients
-) -> BatchResult:
-    """Run the job while keeping the journal's lease, for journals that hold one (Redis)."""
-    keep_held = getattr(journal, "keep_held", None)
+async def _run_holding(job: BatchJob, runner: ChunkRunner, recipients: Recipients) -> BatchResult:
+    """Run the job while keeping the journal's lease, for journals that hold one (Redis).
+
+    A lease that cannot be renewed (lost to another runner, or the store gone)
+    stops the job as any unwritable journal does: nothing more goes out.
+    """
+    keep_held = getattr(job.journal, "keep_held", None)
     if keep_held is None:
         return await runner.run(recipients)
-    result: BatchResult | None = None
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(keep_held)
+
+    async def hold() -> None:
+        try:
+            await keep_held()
+        except JournalUnavailable as error:
+            job.stop(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(hold)
+        try:
             result = await runner.run(recipients)
+        finally:
             group.cancel_scope.cancel()
-    except BaseException as error:
-        raise _lone_error(error) from None
-    assert result is not None
     return result

@@ -10,7 +10,8 @@ or ``file:PATH`` (a ``LocalLimiter(path=PATH)`` and the default limits).
 
 Prints ``ready`` once imported and connected, then sends COUNT recipients named
 PREFIX-<n> in chunks of BATCH_SIZE, MAX_CONCURRENCY at a time, and prints ``done``;
-or, when the job raises a ``NimError``, prints ``error <its class name>`` and exits 3.
+or, when the job raises a ``NimError`` or stops on one, prints ``error <its class name>``
+and exits 3.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ async def main(
     ) as client:
         print("ready", flush=True)
         try:
-            await client.send_batch_attach_msg(
+            result = await client.send_batch_attach_msg(
                 "alice",
                 recipients(prefix, count),
                 "x",
@@ -75,6 +76,9 @@ async def main(
             )
         except nim.NimError as error:
             print(f"error {type(error).__name__}", flush=True)
+            sys.exit(3)
+        if result.stopped is not None:
+            print(f"error {type(result.stopped).__name__}", flush=True)
             sys.exit(3)
     print("done", flush=True)
 

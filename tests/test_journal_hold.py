@@ -4,11 +4,11 @@ journal written for another app key is refused."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -18,7 +18,7 @@ import nim_async as nim
 from nim_async._journal import ChunkRecord
 from nim_async.testing import NimEmulator
 
-from ._journal_worker import BATCH_SIZE, MAX_CONCURRENCY, recipients
+from ._journal_worker import BATCH_SIZE, MAX_CONCURRENCY, REDIS_LEASE, recipients
 from ._support import APP_KEY, APP_SECRET, make_client
 
 pytestmark = pytest.mark.anyio
@@ -68,34 +68,67 @@ def _deliveries(emulator: NimEmulator, prefix: str) -> Counter[str]:
     return Counter(m.to for m in emulator.messages if m.to.startswith(f"{prefix}-"))
 
 
-def _journals(tmp_path: Path, redis_url: str | None) -> Callable[[str], str]:
-    if redis_url is None:
-        return lambda name: f"sqlite:{tmp_path / f'{name}.sqlite'}"
-    return lambda name: f"redis:{redis_url}#{name}"
-
-
-def _second_runner_is_refused(journal: str, tmp_path: Path) -> None:
+def test_a_second_runner_on_an_sqlite_journal_sends_nothing(tmp_path: Path) -> None:
+    """The first runner is frozen (SIGSTOP) holding the journal: a second process gets
+    JournalLocked and sends nothing; the first, thawed, finishes; nobody gets two."""
+    journal = f"sqlite:{tmp_path / 'job.sqlite'}"
     emulator = NimEmulator(APP_KEY, APP_SECRET)
-    emulator.set_latency(0.1, ACTION)  # the job takes about half a second
+    emulator.set_latency(0.05, ACTION)
     with emulator.serve() as base_url:
         first = _worker(base_url, journal, "p")
         _sent_by_then(emulator, "p", BATCH_SIZE)
-        second = _worker(base_url, journal, "p")
-        assert _finish(second) == "error JournalLocked"
-        assert second.returncode == 3
+        first.send_signal(signal.SIGSTOP)
+        try:
+            calls = len(emulator.calls)
+            second = _worker(base_url, journal, "p")
+            assert _finish(second) == "error JournalLocked"
+            assert second.returncode == 3
+            assert len(emulator.calls) == calls
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert _finish(first) == "done"
     assert _deliveries(emulator, "p") == Counter(dict.fromkeys(recipients("p", COUNT), 1))
 
 
-def test_a_second_runner_on_an_sqlite_journal_sends_nothing(tmp_path: Path) -> None:
-    """Two processes on one journal file: the second gets JournalLocked, nobody gets two."""
-    _second_runner_is_refused(f"sqlite:{tmp_path / 'job.sqlite'}", tmp_path)
+@pytest.mark.redis
+async def test_a_second_runner_on_a_redis_journal_sends_nothing(redis_url: str) -> None:
+    """While a runner holds the lease, a second process gets JournalLocked, sends nothing."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    holder = nim.RedisJournal(redis_url, "held-job", lease=30)
+    await holder.open("{}")
+    try:
+        with emulator.serve() as base_url:
+            second = _worker(base_url, f"redis:{redis_url}#held-job", "p")
+            assert _finish(second) == "error JournalLocked"
+    finally:
+        await holder.aclose()
+    assert emulator.calls == []
 
 
 @pytest.mark.redis
-def test_a_second_runner_on_a_redis_journal_sends_nothing(tmp_path: Path, redis_url: str) -> None:
-    """The same with the journal's lease in Redis."""
-    _second_runner_is_refused(f"redis:{redis_url}#held-job", tmp_path)
+def test_a_redis_runner_paused_past_its_lease_writes_and_sends_nothing_more(
+    redis_url: str,
+) -> None:
+    """SIGSTOP past the lease: a second runner takes the journal and finishes; the first,
+    thawed, is refused at its next write and stops. Nobody gets the message twice."""
+    journal = f"redis:{redis_url}#paused-job"
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    emulator.set_latency(0.05, ACTION)
+    with emulator.serve() as base_url:
+        first = _worker(base_url, journal, "q")
+        _sent_by_then(emulator, "q", BATCH_SIZE)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(REDIS_LEASE * 1.5)  # the lease lapses unrenewed
+            second = _worker(base_url, journal, "q")
+            assert _finish(second) == "done"
+        finally:
+            first.send_signal(signal.SIGCONT)
+        assert _finish(first) == "error JournalLocked"
+    delivered = _deliveries(emulator, "q")
+    assert max(delivered.values()) == 1, "a recipient got the message twice"
+    # The chunks the first runner had in flight when frozen are maybe-sent to the second.
+    assert COUNT - len(delivered) <= MAX_CONCURRENCY * BATCH_SIZE
 
 
 def _two_resumers_after_a_kill(journal: str) -> None:
