@@ -29,7 +29,7 @@ _DEMO_TEXT = Text("spring sale: 20% off today")
 _DEMO_KILL_AT = 0.4
 # Seconds per request phase: a chunk in flight at the kill is settled once
 # its deadline (four phases) has passed.
-_DEMO_TIMEOUT = 0.5
+_DEMO_TIMEOUT = 0.25
 
 
 async def _demo(args: argparse.Namespace) -> None:

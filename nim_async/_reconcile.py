@@ -45,7 +45,7 @@ QueryHistory = Callable[..., Awaitable[SessionHistory]]
 # Either side of a chunk's send: the service stamps messages with its own clock.
 CLOCK_MARGIN = 120.0
 # A chunk's request may still arrive until its deadline; then this much more.
-SETTLE_AFTER = 1.0
+SETTLE_AFTER = 0.5
 # Pages of one session read for one chunk at the most (100 messages a page).
 MAX_PAGES = 20
 # History queries in flight at once (the limiter paces them: 100/s by default).

@@ -491,13 +491,15 @@ def test_batch_settles_a_maybe_sent_chunk_with_the_history_and_exits_0(
             "alice",
             "hello",
             "--to",
-            _write_accids(tmp_path / "to.txt", 1500),
+            _write_accids(tmp_path / "to.txt", 60),
+            "--batch-size",
+            "20",
             "--timeout",
             "0.1",
         ]
     )
     out, err = capsys.readouterr()
-    assert json.loads(out)["accepted"] == 1500
+    assert json.loads(out)["accepted"] == 60
     assert "settled 1 of 1 chunks that may have been sent" in err
     assert Counter(m.to for m in emulator.messages).most_common(1)[0][1] == 1
 

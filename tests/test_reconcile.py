@@ -19,8 +19,8 @@ pytestmark = pytest.mark.anyio
 SEND = "msg/sendBatchMsg"
 QUERY = "history/querySessionMsg"
 ACCIDS = [f"u{number:02}" for number in range(30)]
-# Each phase 0.1 s: a chunk's request cannot be on its way 0.4 s after it went out.
-TIMEOUT = 0.1
+# Each phase 0.05 s: a chunk's request cannot be on its way 0.2 s after it went out.
+TIMEOUT = 0.05
 
 
 def _emulator(*unregistered: str) -> NimEmulator:
