@@ -244,7 +244,9 @@ class ChunkRunner:
         if outcome is None:
             return False
         if record.at is not None:
-            self._job.went_out(index, record.at)
+            # The deadline the earlier run gave the request, if longer than ours.
+            hold = max(record.hold or 0.0, self._pipeline.hold)
+            self._job.went_out(index, record.at, hold)
         self._job.record(index, outcome)
         return True
 
@@ -265,8 +267,9 @@ class ChunkRunner:
             if journal is not None:
                 # Durable before the request goes out: after a crash, this
                 # chunk is known to have been in flight, and since when.
-                await journal.write(index, ChunkRecord(digest, "sending", at=now))
-            self._job.went_out(index, now)
+                record = ChunkRecord(digest, "sending", at=now, hold=self._pipeline.hold)
+                await journal.write(index, record)
+            self._job.went_out(index, now, self._pipeline.hold)
             sent = True
 
         try:
@@ -438,7 +441,8 @@ def _ages(records: Mapping[int, ChunkRecord], hold: float) -> list[float]:
     ages = []
     for record in records.values():
         if record.at is not None:
-            answered = record.at + hold if record.state == "sending" else record.at
+            deadline = max(record.hold or 0.0, hold)
+            answered = record.at + deadline if record.state == "sending" else record.at
             ages.append(max(now - answered, 0.0))
     return ages
 

@@ -270,8 +270,8 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="seconds for each phase of a request (default 10); a chunk in flight at a "
-        "crash is settled once four of these have passed",
+        help="seconds for each phase of a request (default 10); four of these make a "
+        "request's deadline, after which a chunk missing from the history counts as unsent",
     )
     add_limiter_options(batch)
     batch.set_defaults(run=_batch)

@@ -402,7 +402,8 @@ async def _batch(args: argparse.Namespace) -> None:
                     file=sys.stderr,
                 )
                 result = settled
-                if unsent and args.journal is not None and args.to != "-":
+                # A file (counted) can be read again from its start; stdin and pipes cannot.
+                if unsent and args.journal is not None and count is not None:
                     # The journal now records them as surely unsent: one more pass sends them.
                     job, result, accids = await _send_pass(client, args, inputs, run)
         bar.close()

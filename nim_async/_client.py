@@ -33,6 +33,7 @@ from ._endpoints import (
     SEND_MSG,
 )
 from ._models import Body, Broadcast, MessageOption, Push, SendResult
+from ._reconcile import DEFAULT_GRACE as DEFAULT_RECONCILE_GRACE
 from ._reconcile import reconcile
 from ._results import BatchEstimate, BatchJob, BatchResult, Progress
 from ._validate import MAX_BATCH_ATTACH_RECIPIENTS
@@ -391,7 +392,9 @@ class NimClient(BaseClient):
             size = min(size, MSGID_BATCH_SIZE)
         return self._pipeline.estimate(endpoint[method], recipients, size)
 
-    async def reconcile(self, job: BatchJob | BatchResult) -> BatchResult:
+    async def reconcile(
+        self, job: BatchJob | BatchResult, *, grace: float = DEFAULT_RECONCILE_GRACE
+    ) -> BatchResult:
         """Settle a bulk job's may-have-been-sent chunks by asking the service's history.
 
         A chunk whose answer was lost (a timeout, a crash, a job resumed from
@@ -399,10 +402,13 @@ class NimClient(BaseClient):
         ``send_batch_msg`` job this asks history/querySessionMsg, for each
         recipient of each such chunk, whether the message is in the session of
         the sender and that recipient (one query per recipient, under the
-        rate limits), after waiting until the chunk's request can no longer
-        be on its way. A chunk whose message is found was delivered (its
-        recipients without it are unregistered); one whose message is in no
-        history was not, and is failed as surely unsent (``resendable()``).
+        rate limits). A chunk whose message is found was delivered (its
+        recipients without it are unregistered). A chunk found nowhere is
+        looked for again once its request can no longer be on its way (its
+        deadline, as the run that sent it set it) and ``grace`` more seconds
+        have passed; found nowhere then, it was not delivered, and is failed as
+        surely unsent (``resendable()``). A message of the same sender, type
+        and body within a minute of the chunk's send is taken for it.
         With a journal, what was settled is recorded there, so a later
         resume sends the unsent chunks and never the delivered ones.
 
@@ -412,12 +418,18 @@ class NimClient(BaseClient):
 
         Args:
             job: The ``BatchJob`` of the send, or the ``BatchResult`` it returned.
+            grace: Seconds after a chunk's deadline before its absence from
+                the history counts as "not sent" (the service may still be
+                writing a message it took late).
 
         Returns:
             The job's result with every chunk that could be settled settled.
 
         Raises:
-            ConfigurationError: ``job`` is not a job that ran, nor its result.
+            ConfigurationError: ``job`` is not a job that ran, nor its result,
+                or ``grace`` is not a number of seconds.
             JournalUnavailable: The job's journal could not record what was settled.
         """
-        return await reconcile(self.query_session_msg, job, hold=self._open_pipeline().hold)
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 3600:
+            raise refuse("grace", "a number of seconds from 0 to 3600", grace)
+        return await reconcile(self.query_session_msg, job, grace=grace)

@@ -101,11 +101,14 @@ class JournalUnavailable(NimError):
 
 
 class JournalLocked(JournalUnavailable):
-    """Raised when another runner holds the journal; this one sent nothing.
+    """Raised when another runner holds the journal.
 
     One runner at a time owns a journal: an SQLite journal through an OS lock
     that ends with its process, a Redis journal through a lease that its
-    runner renews.
+    runner renews. Raised when the job starts, this runner sent nothing. A
+    runner that loses its lease mid-job stops with this error as
+    ``BatchResult.stopped``: what it sent until then is in its result, and
+    it sends nothing more.
     """
 
 

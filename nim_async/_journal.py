@@ -52,16 +52,23 @@ class ChunkRecord:
         at: When the record was written (seconds since the epoch): for ``sending``
             when the request went out, else when its outcome was known. A
             resumed job counts these calls in the rate windows they fall in.
+        hold: For ``sending``: the longest the request could take (its
+            deadline), so that a later run, whatever its own timeout, knows
+            when the request can no longer arrive.
     """
 
     digest: str
     state: State
     outcome: dict[str, Any] | None = None
     at: float | None = None
+    hold: float | None = None
 
     def to_json(self) -> str:
         """The record as one JSON text."""
-        return json.dumps({"d": self.digest, "s": self.state, "o": self.outcome, "t": self.at})
+        data = {"d": self.digest, "s": self.state, "o": self.outcome, "t": self.at}
+        if self.hold is not None:
+            data["h"] = self.hold
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChunkRecord:
@@ -76,15 +83,23 @@ class ChunkRecord:
             raise ValueError(f"not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ValueError(f"a JSON {type(data).__name__} where a record belongs")
-        digest, state, outcome, at = data.get("d"), data.get("s"), data.get("o"), data.get("t")
+        digest, state, outcome = data.get("d"), data.get("s"), data.get("o")
+        at, hold = data.get("t"), data.get("h")
         if not isinstance(digest, str) or len(digest) != 32:
             raise ValueError(f"no chunk digest (got {digest!r:.40})")
         if state not in _STATES:
             raise ValueError(f"an unknown state {state!r:.40}")
-        if at is not None and (not isinstance(at, int | float) or not math.isfinite(at)):
-            raise ValueError(f"a time that is not a number ({at!r:.40})")
+        for time in (at, hold):
+            if time is not None and (not isinstance(time, int | float) or not math.isfinite(time)):
+                raise ValueError(f"a time that is not a number ({time!r:.40})")
         _check_outcome(state, outcome)
-        return cls(digest, state, outcome, None if at is None else float(at))
+        return cls(
+            digest,
+            state,
+            outcome,
+            None if at is None else float(at),
+            None if hold is None else float(hold),
+        )
 
 
 def _check_outcome(state: str, outcome: object) -> None:

@@ -216,11 +216,19 @@ class RedisJournal:
         Raises:
             JournalLocked: The lease was lost (another runner has the journal).
         """
+        renewed_at = anyio.current_time()
         while True:
             await anyio.sleep(self._lease / 3)
-            renewed = await self._run(
-                "renew", [self._lease_key], [self._token, int(self._lease * 1000)], script=True
-            )
+            try:
+                renewed = await self._run(
+                    "renew", [self._lease_key], [self._token, int(self._lease * 1000)], script=True
+                )
+            except JournalUnavailable:
+                # One failed round trip is no lost lease: try again while it lasts.
+                if anyio.current_time() - renewed_at + self._lease / 3 < self._lease:
+                    continue
+                raise
+            renewed_at = anyio.current_time()
             if renewed != 1:
                 raise JournalLocked(
                     f"the Redis journal {self._key!r} lease lapsed and another runner may "

@@ -92,7 +92,9 @@ class SqliteJournal:
     def _hold(self) -> None:
         # A file of its own: closing a descriptor of the database file itself
         # would drop SQLite's POSIX locks on it (they belong to the process).
-        fd = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Named after the real path, so that a link to the journal shares its lock.
+        lock = f"{os.path.realpath(self.path)}-lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         if not _lock_exclusively(fd):
             os.close(fd)
             raise JournalLocked(
@@ -141,10 +143,16 @@ class SqliteJournal:
 
     async def open(self, fingerprint: str) -> dict[int, ChunkRecord]:
         """See `Journal.open`."""
+        if self._lock_fd is not None:
+            raise JournalLocked(
+                f"the journal {self.path!r} is already open for a job of this process; "
+                "nothing was sent"
+            )
         try:
             return await anyio.to_thread.run_sync(self._open, fingerprint)
         except BaseException as exc:
-            self._release()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._release)
             if isinstance(exc, sqlite3.Error | OSError):
                 raise JournalUnavailable(
                     f"the journal {self.path!r} cannot be used: {exc}; nothing was sent"
@@ -182,4 +190,6 @@ class SqliteJournal:
 
     async def aclose(self) -> None:
         """See `Journal.aclose`: closes the file and lets the next runner take it."""
-        self._release()
+        # Closing the last connection checkpoints the WAL (an fsync): not on the loop.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._release)

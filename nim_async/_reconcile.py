@@ -11,7 +11,13 @@ chunk or not at all, so:
   recipients without the message are the ones the service does not know
   (``unregister``);
 - a chunk with its message in no recipient's history was not delivered, once
-  its request can no longer be on its way (its deadline has passed).
+  its request can no longer be on its way (its deadline has passed) and the
+  service has had a grace to write its history (10 s by default).
+
+A message of the same sender, type and body in a recipient's session within a
+minute of the chunk's window (from its send to its deadline) is taken for the
+chunk's: send the same text to the same person twice in a minute and the
+history cannot tell the two apart.
 
 System notifications (sendAttachMsg, sendBatchAttachMsg) and messages sent
 with ``history=False`` are not stored in history: their chunks stay
@@ -31,21 +37,22 @@ import anyio
 from . import _actions
 from ._config import refuse
 from ._errors import NimConnectionError, NimError
-from ._journal import chunk_digest
+from ._journal import ChunkRecord, Journal, chunk_digest
 from ._models import SessionHistory
 from ._outcomes import record_of
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, SentChunk
 
-__all__ = ["reconcile"]
+__all__ = ["DEFAULT_GRACE", "reconcile"]
 
 logger = logging.getLogger("nim_async")
 
 QueryHistory = Callable[..., Awaitable[SessionHistory]]
 
 # Either side of a chunk's send: the service stamps messages with its own clock.
-CLOCK_MARGIN = 120.0
-# A chunk's request may still arrive until its deadline; then this much more.
-SETTLE_AFTER = 0.5
+CLOCK_MARGIN = 60.0
+# How long after a chunk's deadline its absence from the history counts as "not
+# sent": the service may still be writing a message it took late.
+DEFAULT_GRACE = 10.0
 # Pages of one session read for one chunk at the most (100 messages a page).
 MAX_PAGES = 20
 # History queries in flight at once (the limiter paces them: 100/s by default).
@@ -53,14 +60,14 @@ QUERIES_AT_ONCE = 8
 
 
 async def reconcile(
-    query: QueryHistory, subject: BatchJob | BatchResult, *, hold: float
+    query: QueryHistory, subject: BatchJob | BatchResult, *, grace: float = DEFAULT_GRACE
 ) -> BatchResult:
     """Settle the may-have-been-sent chunks of a sendBatchMsg job with the service's history.
 
     Args:
         query: ``client.query_session_msg``.
         subject: The job, or a result it produced.
-        hold: The longest a request of the job may have been on its way.
+        grace: Seconds after a chunk's deadline before its absence counts.
 
     Returns:
         The job's result with each settled chunk accepted (``unregister``
@@ -74,18 +81,15 @@ async def reconcile(
     if not isinstance(job, BatchJob) or job.request is None:
         raise refuse("job", "a BatchJob that ran, or the BatchResult it returned", subject)
     action, form = job.request
-    maybe = [(index, chunk, at) for index, chunk, at in job.maybe_sent() if at is not None]
+    maybe = [(index, chunk, sent) for index, chunk, sent in job.maybe_sent() if sent is not None]
     if action != _actions.SEND_BATCH_MSG or not _kept_in_history(form) or not maybe:
         return job.result()
-    # Until its deadline a request may still reach the service: wait that out.
-    latest = max(at for _, _, at in maybe)
-    await anyio.sleep(max(latest + hold + SETTLE_AFTER - time.time(), 0))
     settled: dict[int, tuple[tuple[str, ...], ChunkOutcome]] = {}
     queries = anyio.CapacityLimiter(QUERIES_AT_ONCE)
 
-    async def settle(index: int, chunk: FailedChunk, at: float) -> None:
+    async def settle(index: int, chunk: FailedChunk, sent: tuple[float, float]) -> None:
         try:
-            outcome = await _settle_chunk(query, queries, form, chunk, at, hold)
+            outcome = await _settle_chunk(query, queries, form, chunk, sent, grace)
         except NimError as error:
             logger.warning(
                 "a chunk of %d recipients could not be settled with the service's history "
@@ -97,19 +101,43 @@ async def reconcile(
         settled[index] = (chunk.accids, outcome)
 
     async with anyio.create_task_group() as group:
-        for index, chunk, at in maybe:
-            group.start_soon(settle, index, chunk, at)
+        for index, chunk, sent in maybe:
+            group.start_soon(settle, index, chunk, sent)
     if settled and job.journal is not None and job.fingerprint is not None:
-        await job.journal.open(job.fingerprint)
-        try:
-            for index, (accids, outcome) in settled.items():
-                record = record_of(chunk_digest(accids), outcome, at=time.time())
-                await job.journal.write(index, record)
-        finally:
-            await job.journal.aclose()
+        await _record(job.journal, job.fingerprint, settled)
     for index, (_, outcome) in settled.items():
         job.settle(index, outcome)
     return job.result()
+
+
+async def _record(
+    journal: Journal, fingerprint: str, settled: dict[int, tuple[tuple[str, ...], ChunkOutcome]]
+) -> None:
+    """Write the verdicts, each only over the record it settles.
+
+    Another runner may have resumed the job meanwhile and recorded the chunk
+    otherwise (sent again, say): its record stands, and so does the chunk's
+    place in this result.
+    """
+    records = await journal.open(fingerprint)
+    try:
+        for index, (accids, outcome) in list(settled.items()):
+            digest = chunk_digest(accids)
+            record = records.get(index)
+            if record is None or record.digest != digest or not _unsettled(record):
+                del settled[index]
+                continue
+            await journal.write(index, record_of(digest, outcome, at=time.time()))
+    finally:
+        await journal.aclose()
+
+
+def _unsettled(record: ChunkRecord) -> bool:
+    """A record of a chunk that may have been sent: in flight, or failed ambiguously."""
+    outcome = record.outcome or {}
+    return record.state == "sending" or (
+        record.state == "failed" and outcome.get("may_have_been_sent") is True
+    )
 
 
 def _kept_in_history(form: Mapping[str, Any]) -> bool:
@@ -126,29 +154,49 @@ async def _settle_chunk(
     queries: anyio.CapacityLimiter,
     form: Mapping[str, Any],
     chunk: FailedChunk,
-    at: float,
-    hold: float,
+    sent: tuple[float, float],
+    grace: float,
 ) -> ChunkOutcome:
-    found: dict[str, int] = {}
-    begin = int((at - hold - CLOCK_MARGIN) * 1000)
-    end = int((time.time() + CLOCK_MARGIN) * 1000)
-    for accid in chunk.accids:
-        async with queries:
-            msgid = await _find(query, form, accid, begin, end)
-        if msgid is not None:
-            found[accid] = msgid
+    """Look now; a chunk found nowhere is looked for again once its deadline and the
+    grace have passed, and only then counts as not sent."""
+    at, hold = sent
+    found = await _search(query, queries, form, chunk.accids, at, hold)
+    if not found:
+        await anyio.sleep(max(at + hold + grace - time.time(), 0))
+        found = await _search(query, queries, form, chunk.accids, at, hold)
     if found:
         wanted = form.get("returnMsgid") == "true"
         unregister = [accid for accid in chunk.accids if accid not in found]
         return SentChunk(len(chunk.accids), unregister, found if wanted else {}, None)
     action = getattr(chunk.error, "action", _actions.SEND_BATCH_MSG)
     error = NimConnectionError(
-        "settled with the service: the message is in none of its recipients' history, "
-        "so it was not delivered",
+        "settled with the service: the message is in none of its recipients' history "
+        "after its deadline, so it was not delivered",
         action=action,
         may_have_reached_server=False,
     )
     return FailedChunk(chunk.accids, error)
+
+
+async def _search(
+    query: QueryHistory,
+    queries: anyio.CapacityLimiter,
+    form: Mapping[str, Any],
+    accids: tuple[str, ...],
+    at: float,
+    hold: float,
+) -> dict[str, int]:
+    """The msgid of the job's message per recipient whose session holds it, sent within the
+    chunk's window: from its send to its deadline, widened by the clock margin."""
+    begin = int((at - CLOCK_MARGIN) * 1000)
+    end = int((min(at + hold, time.time()) + CLOCK_MARGIN) * 1000)
+    found: dict[str, int] = {}
+    for accid in accids:
+        async with queries:
+            msgid = await _find(query, form, accid, begin, end)
+        if msgid is not None:
+            found[accid] = msgid
+    return found
 
 
 async def _find(

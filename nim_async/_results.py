@@ -243,7 +243,7 @@ class BatchJob:
         # identity of the job, and when each chunk's request went out (epoch s).
         self.request: tuple[str, dict[str, Any]] | None = None
         self.fingerprint: str | None = None
-        self._sent_at: dict[int, float] = {}
+        self._sent_at: dict[int, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return f"BatchJob(calls={self._calls}, done={self._done}, total={self.total})"
@@ -297,12 +297,14 @@ class BatchJob:
             self._done += len(outcome.accids)
             self._failed += 1
 
-    def went_out(self, index: int, at: float) -> None:
-        """Note when chunk ``index``'s request (first) went out, in seconds since the epoch."""
-        self._sent_at.setdefault(index, at)
+    def went_out(self, index: int, at: float, hold: float) -> None:
+        """Note when chunk ``index``'s request (first) went out, in seconds since the epoch,
+        and the longest it could take (its deadline)."""
+        self._sent_at.setdefault(index, (at, hold))
 
-    def maybe_sent(self) -> list[tuple[int, FailedChunk, float | None]]:
-        """The chunks that may have been sent, with when their request went out (if known)."""
+    def maybe_sent(self) -> list[tuple[int, FailedChunk, tuple[float, float] | None]]:
+        """The chunks that may have been sent, with when their request went out and its
+        deadline (if known)."""
         return [
             (index, outcome, self._sent_at.get(index))
             for index, outcome in sorted(self._outcomes.items())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,21 @@ pytestmark = pytest.mark.anyio
 ACTION = "msg/sendBatchAttachMsg"
 COUNT = 400  # 20 chunks of 20
 ROOT = Path(__file__).resolve().parent.parent
+
+
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left() -> Iterator[None]:
+    """A test that fails part way leaves no worker running (or frozen) behind it."""
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGCONT)
+            worker.kill()
+        worker.communicate(timeout=30)
 
 
 def _worker(
@@ -46,6 +62,7 @@ def _worker(
         stdout=subprocess.PIPE,
         text=True,
     )
+    _STARTED.append(worker)
     assert worker.stdout is not None
     assert worker.stdout.readline().strip() == "ready"
     return worker
@@ -73,7 +90,7 @@ def test_a_second_runner_on_an_sqlite_journal_sends_nothing(tmp_path: Path) -> N
     JournalLocked and sends nothing; the first, thawed, finishes; nobody gets two."""
     journal = f"sqlite:{tmp_path / 'job.sqlite'}"
     emulator = NimEmulator(APP_KEY, APP_SECRET)
-    emulator.set_latency(0.05, ACTION)
+    emulator.set_latency(0.3, ACTION)  # the job lasts 1.5 s: it is frozen long before its end
     with emulator.serve() as base_url:
         first = _worker(base_url, journal, "p")
         _sent_by_then(emulator, "p", BATCH_SIZE)
@@ -113,7 +130,7 @@ def test_a_redis_runner_paused_past_its_lease_writes_and_sends_nothing_more(
     thawed, is refused at its next write and stops. Nobody gets the message twice."""
     journal = f"redis:{redis_url}#paused-job"
     emulator = NimEmulator(APP_KEY, APP_SECRET)
-    emulator.set_latency(0.05, ACTION)
+    emulator.set_latency(0.3, ACTION)  # the job lasts 1.5 s: it is frozen long before its end
     with emulator.serve() as base_url:
         first = _worker(base_url, journal, "q")
         _sent_by_then(emulator, "q", BATCH_SIZE)

@@ -21,6 +21,8 @@ QUERY = "history/querySessionMsg"
 ACCIDS = [f"u{number:02}" for number in range(30)]
 # Each phase 0.05 s: a chunk's request cannot be on its way 0.2 s after it went out.
 TIMEOUT = 0.05
+# The emulator writes its history as it answers: no grace needed.
+GRACE = 0.1
 
 
 def _emulator(*unregistered: str) -> NimEmulator:
@@ -52,7 +54,7 @@ async def test_a_delivered_chunk_is_accepted_and_an_undelivered_one_is_surely_un
     async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
         job = nim.BatchJob()
         await _ambiguous_job(emulator, client, job)
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     assert [chunk.may_have_been_sent for chunk in settled.failed] == [False]
     assert settled.failed[0].accids == tuple(ACCIDS[10:20])
     assert settled.resendable() == ACCIDS[10:20]
@@ -67,7 +69,7 @@ async def test_reconciling_the_result_is_reconciling_its_job() -> None:
     emulator = _emulator()
     async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
         result = await _ambiguous_job(emulator, client, nim.BatchJob())
-        settled = await client.reconcile(result)
+        settled = await client.reconcile(result, grace=GRACE)
     assert len(settled.failed) == 1
     assert not settled.failed[0].may_have_been_sent
 
@@ -78,7 +80,7 @@ async def test_msg_ids_asked_for_come_from_the_history() -> None:
     async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
         job = nim.BatchJob()
         await _ambiguous_job(emulator, client, job, return_msgid=True)
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     stored = {m.to: m.msgid for m in emulator.messages if m.action == SEND}
     assert settled.msgids == stored
 
@@ -92,7 +94,7 @@ async def test_a_journal_records_the_verdict_and_a_resume_sends_only_the_undeliv
     async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
         job = nim.BatchJob(journal)
         await _ambiguous_job(emulator, client, job)
-        await client.reconcile(job)
+        await client.reconcile(job, grace=GRACE)
         resumed = await client.send_batch_msg(
             "alice", ACCIDS, nim.Text("hi"), job=nim.BatchJob(journal)
         )
@@ -109,7 +111,7 @@ async def test_notifications_are_not_in_history_and_stay_maybe_sent() -> None:
     async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
         job = nim.BatchJob()
         await client.send_batch_attach_msg("alice", ACCIDS, "x", max_concurrency=1, job=job)
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     assert [chunk.may_have_been_sent for chunk in settled.failed] == [True]
     assert not any(call.action == QUERY for call in emulator.calls)
 
@@ -128,7 +130,7 @@ async def test_messages_kept_out_of_history_stay_maybe_sent() -> None:
             max_concurrency=1,
             job=job,
         )
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     assert [chunk.may_have_been_sent for chunk in settled.failed] == [True]
     assert not any(call.action == QUERY for call in emulator.calls)
 
@@ -140,11 +142,11 @@ async def test_a_chunk_whose_queries_fail_stays_maybe_sent() -> None:
         job = nim.BatchJob()
         await _ambiguous_job(emulator, client, job)
         emulator.fail_next(QUERY, 403)
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     assert sorted(chunk.may_have_been_sent for chunk in settled.failed) == [False, True]
 
 
-async def test_the_same_text_sent_earlier_is_not_taken_for_this_job() -> None:
+async def test_another_text_in_the_session_is_not_taken_for_this_job() -> None:
     """Only a message of this sender, type and body counts: another text in the session
     does not make an undelivered chunk look delivered."""
     emulator = _emulator()
@@ -152,7 +154,7 @@ async def test_the_same_text_sent_earlier_is_not_taken_for_this_job() -> None:
         await client.send_msg("alice", "u15", nim.Text("hello there"))
         job = nim.BatchJob()
         await _ambiguous_job(emulator, client, job)
-        settled = await client.reconcile(job)
+        settled = await client.reconcile(job, grace=GRACE)
     assert settled.failed[0].accids == tuple(ACCIDS[10:20])
     assert not settled.failed[0].may_have_been_sent
 
@@ -165,3 +167,15 @@ async def test_only_a_job_that_ran_can_be_reconciled(subject: object) -> None:
         with pytest.raises(nim.ConfigurationError, match="BatchJob that ran"):
             await client.reconcile(subject)  # type: ignore[arg-type]
     assert emulator.calls == []
+
+
+@pytest.mark.parametrize("grace", [-1, True, "10", float("nan")])
+async def test_a_grace_that_is_no_number_of_seconds_is_refused(grace: object) -> None:
+    """ConfigurationError before any query."""
+    emulator = _emulator()
+    async with make_client(emulator, batch_size=10, timeout=TIMEOUT) as client:
+        result = await _ambiguous_job(emulator, client, nim.BatchJob())
+        calls = len(emulator.calls)
+        with pytest.raises(nim.ConfigurationError, match="grace"):
+            await client.reconcile(result, grace=grace)  # type: ignore[arg-type]
+    assert len(emulator.calls) == calls
