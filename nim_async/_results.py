@@ -298,9 +298,10 @@ class BatchJob:
             self._failed += 1
 
     def went_out(self, index: int, at: float, hold: float) -> None:
-        """Note when chunk ``index``'s request (first) went out, in seconds since the epoch,
-        and the longest it could take (its deadline)."""
-        self._sent_at.setdefault(index, (at, hold))
+        """Note when chunk ``index``'s request went out, in seconds since the epoch, and the
+        longest it could take. The last attempt counts: an attempt is retried only after
+        a failure that surely did not reach the server (unless ``retry_ambiguous``)."""
+        self._sent_at[index] = (at, hold)
 
     def maybe_sent(self) -> list[tuple[int, FailedChunk, tuple[float, float] | None]]:
         """The chunks that may have been sent, with when their request went out and its

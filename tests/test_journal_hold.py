@@ -100,7 +100,9 @@ def test_a_second_runner_on_an_sqlite_journal_sends_nothing(tmp_path: Path) -> N
             second = _worker(base_url, journal, "p")
             assert _finish(second) == "error JournalLocked"
             assert second.returncode == 3
-            assert len(emulator.calls) == calls
+            # Only the first runner's requests already on their way may land meanwhile
+            # (one of its chunks had arrived when it was frozen).
+            assert len(emulator.calls) - calls <= MAX_CONCURRENCY - 1
         finally:
             first.send_signal(signal.SIGCONT)
         assert _finish(first) == "done"
@@ -141,7 +143,9 @@ def test_a_redis_runner_paused_past_its_lease_writes_and_sends_nothing_more(
             assert _finish(second) == "done"
         finally:
             first.send_signal(signal.SIGCONT)
-        assert _finish(first) == "error JournalLocked"
+        # Refused at its next write, or (its Redis round trips timed out while it was
+        # frozen) unable to write at all: either way it stops.
+        assert _finish(first) in ("error JournalLocked", "error JournalUnavailable")
     delivered = _deliveries(emulator, "q")
     assert max(delivered.values()) == 1, "a recipient got the message twice"
     # The chunks the first runner had in flight when frozen are maybe-sent to the second.
