@@ -36,13 +36,15 @@ def tests(session: nox.Session, extra: str) -> None:
         selection = ["-m", "redis"]
     # The pytest script, not `-m pytest`: `-m` would put the checkout first on sys.path.
     pytest = str(Path(session.bin) / "pytest")
-    session.run("coverage", "run", pytest, *selection, *session.posargs)
+    # Two workers (pytest-xdist): most tests wait on sockets, timers and child
+    # processes, so two halve the run on a 2-core machine.
+    session.run("coverage", "run", pytest, "-n", "2", *selection, *session.posargs)
 
 
 @nox.session
 def coverage(session: nox.Session) -> None:
     """Combine the coverage of both `tests` runs; fail under 90% branch coverage."""
-    session.install("coverage[toml]>=7.4")
+    session.install("coverage[toml]>=7.10")
     session.run("coverage", "combine", success_codes=[0, 1])
     session.run("coverage", "report")
 
