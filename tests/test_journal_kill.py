@@ -30,7 +30,16 @@ COUNT = 400  # 20 chunks of 20
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _kill_a_run(base_url: str, journal: str, prefix: str, rng: random.Random) -> None:
+def _calls_of(emulator: NimEmulator, prefix: str) -> int:
+    return sum(f'"{prefix}-' in call.form.get("toAccids", "") for call in emulator.calls)
+
+
+def _kill_a_run(
+    base_url: str, emulator: NimEmulator, journal: str, prefix: str, rng: random.Random
+) -> None:
+    """Kill the job once a random number of its calls reached the server, plus a random
+    moment: a point in the job itself, however slowly a busy machine starts the worker."""
+    arrivals = rng.randint(0, COUNT // BATCH_SIZE - 1)
     with subprocess.Popen(
         [sys.executable, "-m", "tests._journal_worker", base_url, journal, prefix, str(COUNT)],
         cwd=ROOT,
@@ -40,7 +49,11 @@ def _kill_a_run(base_url: str, journal: str, prefix: str, rng: random.Random) ->
         try:
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready"
-            time.sleep(rng.uniform(0.0, 0.3))  # the whole job takes about 0.3 s
+            deadline = time.monotonic() + 30
+            while _calls_of(emulator, prefix) < arrivals and worker.poll() is None:
+                assert time.monotonic() < deadline, "the job never got going"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.03))
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(30)
@@ -89,7 +102,7 @@ def _trials(base_url: str, emulator: NimEmulator, journal_for: Callable[[int], s
     for trial in range(TRIALS):
         prefix = f"t{trial}"
         journal = journal_for(trial)
-        _kill_a_run(base_url, journal, prefix, rng)
+        _kill_a_run(base_url, emulator, journal, prefix, rng)
         mid_job += _check(emulator, prefix, _resume(base_url, journal, prefix))
     # The property holds for every kill; some must have cut a job short to test it.
     assert mid_job >= 3
@@ -160,7 +173,7 @@ def test_redis_journal_survives_sigkill_and_a_redis_restart(
         for trial in range(TRIALS):
             prefix = f"r{trial}"
             journal = f"redis:{url}#job-{trial}"
-            _kill_a_run(base_url, journal, prefix, rng)
+            _kill_a_run(base_url, emulator, journal, prefix, rng)
             restartable_redis()  # SIGKILL Redis too; its append-only file brings it back
             mid_job += _check(emulator, prefix, _resume(base_url, journal, prefix))
     assert mid_job >= 3
