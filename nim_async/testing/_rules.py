@@ -1,14 +1,13 @@
 """The parameter rules of every action, as one table, and the one function that checks them.
 
-A rule is a row (parameter, rule with its limit, required or not), taken from the
-seed documents (seeds/003 for the eleven original actions, seeds/000 for the two
-attach actions), the facts file, and NetEase's official server SDKs
-(yunxin-server-sdk-java, yunxin-server-sdk-golang) for the parameters and the
-five actions the seeds do not cover (markReadMsg, markReadTeamMsg, delMsg,
-history/delBroadcastMsgById, and history/querySessionMsg with NetEase's doc
-page "查询单聊云端历史消息"). `check` walks an action's rows in order and then
-its cross-field rules; the first failure is the 414 ``desc``, and it always names
-the parameter. Parameters not in the table are ignored, as the real service does.
+A rule is a row (parameter, rule with its limit, required or not), taken from
+NetEase's message API documents and its official server SDKs
+(yunxin-server-sdk-java, yunxin-server-sdk-golang), which also cover
+markReadMsg, markReadTeamMsg, delMsg, history/delBroadcastMsgById and
+history/querySessionMsg (NetEase's doc page "查询单聊云端历史消息").
+`check` walks an action's rows in order and then its cross-field rules; the
+first failure is the 414 ``desc``, and it always names the parameter.
+Parameters not in the table are ignored, as the real service does.
 """
 
 from __future__ import annotations
