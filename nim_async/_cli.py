@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -22,9 +21,9 @@ import anyio
 
 from ._cli_batch import _batch
 from ._cli_client import _FAILED, _USAGE, _client, _Exit, add_limiter_options
-from ._cli_demo import _DEMO_KEY, _DEMO_SECRET, _demo
+from ._cli_demo import _demo
+from ._cli_emulator import add_emulator_command
 from ._errors import ConfigurationError, NimError
-from ._limits import RateLimits
 from ._models import Text
 
 __all__ = ["main"]
@@ -133,17 +132,6 @@ def _open_binary(path: Path) -> None:
         raise _Exit(f"cannot read {path}: {error.strerror or error}") from None
 
 
-async def _emulator(args: argparse.Namespace) -> None:
-    from .testing import NimEmulator
-
-    app_key = os.environ.get("NIM_APP_KEY", _DEMO_KEY)
-    app_secret = os.environ.get("NIM_APP_SECRET", _DEMO_SECRET)
-    limits = RateLimits.default().scaled(args.scale) if args.scale else None
-    emulator = NimEmulator(app_key, app_secret, rate_limits=limits)
-    print(f"NIM emulator for app key {app_key!r} on http://{args.host}:{args.port}/nimserver/")
-    await emulator.serve_forever(args.host, args.port)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nim-async",
@@ -170,16 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     add_limiter_options(attach)
     attach.set_defaults(run=_attach)
 
-    emulator = commands.add_parser("emulator", help="serve the NIM emulator on a port")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8000)
-    emulator.add_argument(
-        "--scale",
-        type=float,
-        default=0.0,
-        help="enforce the default rate limits with time scaled by this factor (0: no limits)",
-    )
-    emulator.set_defaults(run=_emulator)
+    add_emulator_command(commands)
 
     broadcast = commands.add_parser("broadcast", help="broadcast to every user (msg/broadcastMsg)")
     broadcast.add_argument("body")
