@@ -340,7 +340,10 @@ class BaseClient:
         in a request handler fails fast with ``SlotTimeout`` (nothing sent)
         when the rate-limit slot comes later than 2 s, instead of waiting out
         the budget; ``max_wait=None`` in a worker waits as long as the budget
-        needs. Closing either closes both.
+        needs. The view's bound holds for the chunks of its bulk sends too
+        (the client's own chunks wait at least a window and a block), and a
+        chunk refused for its slot stops the job: ``BatchResult.stopped`` says
+        why and the rest is surely unsent. Closing either closes both.
 
         Args:
             max_wait: The longest a call waits for its rate-limit slot, in

@@ -24,6 +24,8 @@ from ._errors import (
     JournalUnavailable,
     NimAPIError,
     NimError,
+    RateLimited,
+    SlotTimeout,
 )
 from ._fields import Form
 from ._journal import ChunkRecord, chunk_digest, job_fingerprint, service_of
@@ -321,6 +323,8 @@ def _stops_the_job(error: NimError) -> bool:
     """An error every chunk would meet: stop rather than spend the budget on refusals.
 
     A journal that cannot be written stops the job too: no chunk goes out unrecorded.
+    So does a refused rate-limit slot (``SlotTimeout``, or a 416 whose block
+    outlasts the wait): the chunks after it would wait as long and be refused too.
 
     The client has already checked each chunk's toAccids, so a 414 names a
     common field or the signature (a wrong AppSecret); 403 an app without the
@@ -328,7 +332,7 @@ def _stops_the_job(error: NimError) -> bool:
     in ``unregister`` instead); 301/302/315/422/423 an account or an IP the
     server refuses (facts, "Status codes").
     """
-    if isinstance(error, JournalUnavailable):
+    if isinstance(error, (JournalUnavailable, SlotTimeout, RateLimited)):
         return True
     return isinstance(error, NimAPIError) and error.code in _JOB_STOPPING_CODES
 

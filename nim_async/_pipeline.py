@@ -86,7 +86,8 @@ class Pipeline:
     Waits are bounded: a call waits at most ``max_wait`` for its rate-limit
     slot (None: as long as the budget needs), and a chunk of a bulk send at
     least its action's longest window plus its block (a bulk job waits out a
-    full window rather than fail its chunks). A slot known to free later fails
+    full window rather than fail its chunks), except on a view made with
+    `with_max_wait`, whose bound holds for every call. A slot known to free later fails
     at once with ``SlotTimeout``; a 416 whose block outlasts the bound (or the
     retry policy's ``max_block_wait``) is not retried.
     """
@@ -112,6 +113,7 @@ class Pipeline:
         self._app_key = app_key
         self._limiter = limiter
         self._tallies: dict[str, _Tally] = {}
+        self._block_logged_until: dict[str, float] = {}
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
@@ -121,15 +123,19 @@ class Pipeline:
         # Shared with every view (with_max_wait): closing the client closes them all.
         self._lifecycle = _Lifecycle()
         self.max_wait = max_wait
+        # A client's own bulk chunks wait out a window; a fail-fast view's do not.
+        self.bulk_waits_a_window = True
 
     def with_max_wait(self, max_wait: float | None) -> Pipeline:
-        """A view on this pipeline whose calls wait at most ``max_wait`` for a slot.
+        """A view on this pipeline whose calls, bulk chunks included, wait at most
+        ``max_wait`` for a slot.
 
         It shares the connection pool, the limiter, the statistics and the
         lifecycle; its settings start as this pipeline's.
         """
         view = copy.copy(self)
         view.max_wait = max_wait
+        view.bulk_waits_a_window = False
         return view
 
     def close(self) -> None:
@@ -253,7 +259,7 @@ class Pipeline:
 
     def _max_wait(self, action: str, bulk: bool) -> float | None:
         """The longest a call of ``action`` may wait for its slot, or for a block after a 416."""
-        if self.max_wait is None or not bulk:
+        if self.max_wait is None or not bulk or not self.bulk_waits_a_window:
             return self.max_wait
         # A bulk job waits a whole window and a block rather than fail a chunk
         # (120 calls/min, block 60 s): at least the longest per plus the block.
@@ -437,9 +443,15 @@ class Pipeline:
         limits = self._limits(action)
         block = (limits or RateLimits.default().for_action(action)).block
         # Operators watch WARNING: a 416 means the app's budget was overrun somewhere.
-        logger.warning(
-            "action=%s blocked by the server (code 416): no call for %g s", action, block
-        )
+        # One line per block: the other calls answered 416 within it are the same news.
+        now = time.monotonic()
+        if now >= self._block_logged_until.get(action, -math.inf):
+            self._block_logged_until[action] = now + block
+            logger.warning(
+                "action=%s blocked by the server (code 416): no call for %g s", action, block
+            )
+        else:
+            logger.debug("action=%s answered 416 within a block already logged", action)
         if limits is not None:
             await self._limiter.block(f"{self._app_key}:{action}", limits, limits.block)
         return block

@@ -221,6 +221,25 @@ async def test_bulk_chunks_fail_at_once_beyond_a_window_and_a_block() -> None:
     assert emulator.calls == []
 
 
+async def test_a_fail_fast_view_stops_a_bulk_job_at_the_first_far_slot() -> None:
+    """On a view with max_wait 0.1 s, a chunk whose slot is a minute away is refused at once
+    and stops the job: the rest is surely unsent and no chunk waits its turn to fail."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limits = nim.RateLimits().with_action("sendBatchAttachMsg", nim.Rate(2, 60), block=60)
+    recipients = [f"u{n}" for n in range(10)]
+    async with _virtual(emulator, limits, batch_size=1) as client:
+        with anyio.fail_after(PATIENCE):
+            result = await client.with_options(max_wait=0.1).send_batch_attach_msg(
+                "alice", recipients, "x", max_concurrency=1
+            )
+    assert isinstance(result.stopped, nim.SlotTimeout)
+    assert result.stopped.retry_after == pytest.approx(60, abs=1)
+    assert result.accepted == 2
+    assert [a for chunk in result.failed for a in chunk.accids] == recipients[2:]
+    assert not any(chunk.may_have_been_sent for chunk in result.failed)
+    assert len(emulator.calls) == 2
+
+
 @pytest.mark.parametrize("rate_limits", [nim.RateLimits.default(), None], ids=["limited", "none"])
 async def test_a_416_blocking_a_day_raises_rate_limited_at_once(
     rate_limits: nim.RateLimits | None,
