@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import ConfigurationError, NimError
+
+logger = logging.getLogger("nim_async")
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -185,9 +188,11 @@ def callback_dependency(
     Use it as ``event: dict = Depends(callback_dependency(secret, app_key=key))``,
     or ``event = await verify(request)`` in a Starlette route. It reads the raw
     body and calls `verify_callback`; a rejected callback becomes Starlette's
-    ``HTTPException``: 401 when the request is not proven to be NIM's, 400 when
-    it is but its body is not a JSON object. The detail is the rejection's
-    text (``"callback rejected (checksum): ..."``), which never holds the secret.
+    ``HTTPException``: 401 when the request is not proven to be NIM's, with the
+    same detail whatever the reason (a caller who is not NIM learns nothing
+    about which check failed; the reason is logged at WARNING on the
+    ``nim_async`` logger), and 400, with the reason, when it is NIM's but its
+    body is not a JSON object.
 
     Args:
         app_secret: The app's secret.
@@ -214,8 +219,10 @@ def callback_dependency(
                 request.headers, body, app_secret, app_key=app_key, max_age=max_age
             )
         except CallbackRejected as exc:
-            status = 400 if exc.check in _BAD_REQUEST else 401
-            raise HTTPException(status, str(exc)) from None
+            if exc.check in _BAD_REQUEST:
+                raise HTTPException(400, str(exc)) from None
+            logger.warning("%s", exc)
+            raise HTTPException(401, "unauthorized") from None
 
     # FastAPI reads the parameter's type to inject the request; under postponed
     # annotations it would see the string "Request", unresolvable in this module.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import pickle
 import time
 from collections.abc import Mapping
@@ -267,15 +268,28 @@ async def _post(app: Any, headers: Mapping[str, str], body: bytes = BODY) -> htt
         return await http.post(CALLBACK_URL, content=body, headers=dict(headers))
 
 
-async def test_the_dependency_answers_401_to_a_forgery_and_400_to_an_unreadable_body() -> None:
-    """Unproven requests get 401, a signed body that is not a JSON object 400; neither is kept."""
+async def test_the_dependency_answers_401_to_a_forgery_and_400_to_an_unreadable_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unproven requests get 401, a signed body that is not a JSON object 400; neither is kept.
+
+    Every 401 is the same bare answer: the reason goes to the log, not to the caller.
+    """
     receiver = _Receiver()
     now_ms = int(time.time() * 1000)
-    forged = await _post(receiver.app, _sign(secret="x", cur_time_ms=now_ms))
+    with caplog.at_level(logging.WARNING, logger="nim_async"):
+        forged = await _post(receiver.app, _sign(secret="x", cur_time_ms=now_ms))
+        stale = await _post(receiver.app, _sign(cur_time_ms=now_ms - 3_600_000))
     unreadable = await _post(receiver.app, _sign(b"[]", cur_time_ms=now_ms), b"[]")
     good = await _post(receiver.app, _sign(cur_time_ms=now_ms))
-    assert (forged.status_code, unreadable.status_code, good.status_code) == (401, 400, 200)
-    assert "checksum" in forged.text
+    statuses = (forged.status_code, stale.status_code, unreadable.status_code, good.status_code)
+    assert statuses == (401, 401, 400, 200)
+    assert forged.content == stale.content
+    assert "checksum" not in forged.text
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("checksum" in line for line in logged)
+    assert any("cur_time" in line.lower() or "curtime" in line.lower() for line in logged)
+    assert not any(APP_SECRET in line for line in logged)
     assert APP_SECRET not in forged.text
     assert receiver.events == [EVENT]
 
