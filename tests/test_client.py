@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+import anyio
 import pytest
 
 import nim_async as nim
@@ -51,6 +52,33 @@ async def test_one_debug_line_per_attempt_with_action_outcome_attempt_and_time(
     assert len(lines) == 2
     assert lines[0].startswith("action=msg/sendMsg attempt=1 outcome=404 elapsed_ms=")
     assert "outcome=200" in lines[1]
+
+
+async def test_one_warning_per_server_block_however_many_calls_meet_it(
+    emulator: NimEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eight calls answered 416 within one block log one WARNING; a later block logs its own."""
+    caplog.set_level(logging.WARNING, logger="nim_async")
+    client = make_client(
+        emulator, rate_limits=nim.RateLimits.default().scaled(0.02), retry=nim.RetryPolicy()
+    )
+    async with client:
+        async with anyio.create_task_group() as group:
+            # Answered together: each of the eight is in flight when the first 416 comes.
+            emulator.set_latency(0.1, "msg/sendAttachMsg")
+            emulator.fail_next("msg/sendAttachMsg", 416, count=8, after=True)
+            for n in range(8):
+                group.start_soon(client.send_attach_msg, "alice", f"u{n}", "x")
+        # The retries came after the block: the next 416 is a block of its own.
+        emulator.fail_next("msg/sendAttachMsg", 416, after=True)
+        await client.send_attach_msg("alice", "bob", "x")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        warnings
+        == ["action=msg/sendAttachMsg blocked by the server (code 416): no call for 0.2 s"] * 2
+    )
+    answered = [c.code for c in emulator.calls]
+    assert (answered.count(416), answered.count(200)) == (9, 9)
 
 
 async def test_the_secret_never_appears_in_reprs_logs_errors_or_tracebacks(
