@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._config import refuse
 from ._endpoints import Answer, Endpoint
@@ -30,6 +31,7 @@ from ._errors import (
 from ._fields import Form
 from ._journal import ChunkRecord, chunk_digest, job_fingerprint, service_of
 from ._outcomes import check_against, read_answer, record_of, replayed
+from ._pace import Pace
 from ._pipeline import Pipeline
 from ._results import BatchJob, BatchResult, ChunkOutcome, FailedChunk, Progress, SentChunk
 from ._telemetry import telemetry
@@ -101,6 +103,9 @@ class ChunkRunner:
         self._reporting = anyio.Lock()
         self._last_report = 0.0
         self._callback_failed = False
+        # The first report waits until a resumed journal's chunks were replayed,
+        # so that it counts them: the caller's bar starts where the job stands.
+        self._announced = False
         self._next_index = 0
         # A resumed journal: sends wait until every chunk it recorded was read
         # again and matched, so a changed input is refused before anything goes out.
@@ -109,6 +114,9 @@ class ChunkRunner:
         self._held: list[tuple[int, list[str]]] = []
         self._pending: list[str] = []
         self._pending_start = 0  # the input position of the first pending recipient
+        # The chunks not yet on the wire, by index: a stopped job ends their wait.
+        self._unsent: dict[int, anyio.CancelScope] = {}
+        job.on_stop(self._give_up_waits)
 
     async def run(self, recipients: Recipients) -> BatchResult:
         """Send every recipient and return the merged result.
@@ -120,7 +128,8 @@ class ChunkRunner:
                 is raised as itself, not wrapped in an exception group.
         """
         try:
-            await self._report_progress()  # before the first call: the total and the estimate
+            if not self._records:
+                await self._announce()  # before the first call: the total and the estimate
             async with anyio.create_task_group() as ticker:
                 ticker.start_soon(self._tick)
                 try:
@@ -145,7 +154,7 @@ class ChunkRunner:
             return
         while True:
             await anyio.sleep(max(self._last_report + PROGRESS_EVERY - anyio.current_time(), 0))
-            if anyio.current_time() - self._last_report >= PROGRESS_EVERY:
+            if self._announced and anyio.current_time() - self._last_report >= PROGRESS_EVERY:
                 await self._report_progress()
 
     async def _read_and_send(self, recipients: Recipients) -> None:
@@ -162,6 +171,7 @@ class ChunkRunner:
                         break
             if self._pending:
                 await self._dispatch(group)
+            await self._announce()
             if self._next_index <= self._last_recorded and self._job.stopped is None:
                 raise JournalMismatch(
                     "the recipients end before the journal's chunks do: it records "
@@ -220,6 +230,7 @@ class ChunkRunner:
             self._slots.release()
             self._held.append((index, good))
             return
+        await self._announce()
         self._job.count_call()
         group.start_soon(self._send, index, good)
         await self._release_held_after(index, group)
@@ -230,6 +241,8 @@ class ChunkRunner:
 
     async def _release_held(self, group: anyio.abc.TaskGroup) -> None:
         """Send the chunks a resumed journal held back, once every recorded chunk matched."""
+        if self._held:
+            await self._announce()
         while self._held:
             index, chunk = self._held.pop(0)
             await self._slots.acquire()
@@ -245,11 +258,11 @@ class ChunkRunner:
         outcome = replayed(record, chunk, self._endpoint.action, self._job.resend_in_flight)
         if outcome is None:
             return False
+        went_out = None
         if record.at is not None:
             # The deadline the earlier run gave the request, if longer than ours.
-            hold = max(record.hold or 0.0, self._pipeline.hold)
-            self._job.went_out(index, record.at, hold)
-        self._job.record(index, outcome)
+            went_out = (record.at, max(record.hold or 0.0, self._pipeline.hold))
+        self._job.replay(index, outcome, went_out)
         return True
 
     def _cut_off(self, index: int, chunk: list[str], *, sent: bool, cause: BaseException) -> None:
@@ -258,6 +271,10 @@ class ChunkRunner:
         error = ChunkCancelled(reason, action=self._endpoint.action, may_have_reached_server=sent)
         self._job.record(index, FailedChunk(tuple(chunk), error))
 
+    def _give_up_waits(self) -> None:
+        for waiting in self._unsent.values():
+            waiting.cancel()
+
     async def _send(self, index: int, chunk: list[str]) -> None:
         sent = False
         journal = self._job.journal
@@ -265,6 +282,10 @@ class ChunkRunner:
 
         async def on_send() -> None:
             nonlocal sent
+            if self._unsent.pop(index, None) is not None and self._job.stopped is not None:
+                # Stopped while this chunk waited for its slot: it stays unsent.
+                waiting.cancel()
+                await anyio.lowlevel.checkpoint()
             now = time.time()
             if journal is not None:
                 # Durable before the request goes out: after a crash, this
@@ -274,32 +295,58 @@ class ChunkRunner:
             self._job.went_out(index, now, self._pipeline.hold)
             sent = True
 
-        try:
+        with anyio.CancelScope() as waiting:
+            self._unsent[index] = waiting
+            if self._job.stopped is not None:
+                waiting.cancel()
             try:
-                answer = await self._pipeline.call_chunk(self._endpoint, self._form, chunk, on_send)
-            except NimError as error:
-                outcome: ChunkOutcome = FailedChunk(tuple(chunk), error)
-                if _stops_the_job(error):
-                    self._job.stop(error)
-            else:
-                outcome = read_answer(chunk, answer, self._endpoint.action)
-            if journal is not None and sent:
-                try:
-                    await journal.write(index, record_of(digest, outcome, at=time.time()))
-                except JournalUnavailable as error:
-                    # Its record stays "sending": a resume finds it maybe-sent, and
-                    # nothing more goes out unrecorded.
-                    self._job.stop(error)
-            self._job.record(index, outcome)
-            _count_recipients(self._endpoint.action, outcome)
-        except BaseException as cause:
-            # Cancelled, or stopped by an unexpected error: the chunk still
-            # gets its one place, saying whether its request went out.
-            self._cut_off(index, chunk, sent=sent, cause=cause)
-            raise
-        finally:
-            self._slots.release()
+                await self._send_and_record(index, chunk, digest, on_send, lambda: sent)
+            except BaseException as cause:
+                stopped = self._job.stopped
+                if waiting.cancel_called and not sent and stopped is not None:
+                    self._job.record(index, FailedChunk(tuple(chunk), stopped))
+                else:
+                    # Cancelled, or stopped by an unexpected error: the chunk still
+                    # gets its one place, saying whether its request went out.
+                    self._cut_off(index, chunk, sent=sent, cause=cause)
+                raise
+            finally:
+                self._unsent.pop(index, None)
+                self._slots.release()
         await self._report_progress()
+
+    async def _send_and_record(
+        self,
+        index: int,
+        chunk: list[str],
+        digest: str,
+        on_send: Callable[[], Awaitable[None]],
+        was_sent: Callable[[], bool],
+    ) -> None:
+        journal = self._job.journal
+        try:
+            answer = await self._pipeline.call_chunk(self._endpoint, self._form, chunk, on_send)
+        except NimError as error:
+            outcome: ChunkOutcome = FailedChunk(tuple(chunk), error)
+            if _stops_the_job(error):
+                self._job.stop(error)
+        else:
+            outcome = read_answer(chunk, answer, self._endpoint.action)
+        if journal is not None and was_sent():
+            try:
+                await journal.write(index, record_of(digest, outcome, at=time.time()))
+            except JournalUnavailable as error:
+                # Its record stays "sending": a resume finds it maybe-sent, and
+                # nothing more goes out unrecorded.
+                self._job.stop(error)
+        self._job.record(index, outcome)
+        _count_recipients(self._endpoint.action, outcome)
+
+    async def _announce(self) -> None:
+        """The first report: before the first call, after any replay from the journal."""
+        if not self._announced:
+            self._announced = True
+            await self._report_progress()
 
     async def _report_progress(self) -> None:
         if self._on_progress is None:
@@ -418,7 +465,12 @@ async def send_in_chunks(
             # A restarted process's limiter knows nothing of the calls its
             # predecessor made a moment ago: the journal does.
             await pipeline.note_past_calls(endpoint.action, _ages(records, pipeline.hold))
-        job.start(None if job.total is None else pipeline.estimate(endpoint, job.total, chunk_size))
+        limits = pipeline.rate_limits and pipeline.rate_limits.for_action(endpoint.action)
+        rates = () if not limits else tuple((rate.calls, rate.per) for rate in limits.rates)
+        job.start(
+            None if job.total is None else pipeline.estimate(endpoint, job.total, chunk_size),
+            Pace(rates, chunk_size, max_concurrency),
+        )
         runner = ChunkRunner(
             pipeline,
             endpoint,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -25,6 +25,7 @@ from ._errors import (
 )
 from ._journal import Journal
 from ._journal_sqlite import SqliteJournal
+from ._pace import CallLog, Pace
 
 __all__ = [
     "BatchEstimate",
@@ -87,9 +88,13 @@ class Progress:
         done: Recipients whose chunk has finished, successfully or not.
         total: All recipients, when the input has a length; else None.
         failed_chunks: Chunks that failed so far.
-        rate: Recipients finished per second since the job started (None before any).
-        eta: Seconds until the end: from the rate once chunks finished, from the
-            budget's estimate before that; None when the total is unknown.
+        rate: Recipients this run finished per second since it started (None before any).
+        eta: Seconds until the end, from the budget's windows, the calls this job
+            made in them and its answer time (not from the recent rate, which
+            knows nothing of a wait for the next window); None when the total is
+            unknown. Calls other processes make on the same budget lengthen it.
+        resumed: Recipients placed from a journal's record of an earlier run
+            (part of ``done``; not sent again).
     """
 
     done: int
@@ -97,6 +102,7 @@ class Progress:
     failed_chunks: int
     rate: float | None = None
     eta: float | None = None
+    resumed: int = 0
 
 
 @attrs.frozen
@@ -202,13 +208,17 @@ class BatchJob:
         "_calls",
         "_done",
         "_failed",
+        "_log",
         "_outcomes",
+        "_resumed",
         "_sent_at",
         "_started_at",
+        "_stop_listeners",
         "_used",
         "estimate",
         "fingerprint",
         "journal",
+        "pace",
         "request",
         "resend_in_flight",
         "stopped",
@@ -238,6 +248,10 @@ class BatchJob:
         self.total: int | None = None
         self.stopped: NimError | None = None
         self.estimate: BatchEstimate | None = None
+        self.pace: Pace | None = None
+        self._log = CallLog(1)
+        self._resumed = 0
+        self._stop_listeners: list[Callable[[], object]] = []
         self._started_at: float | None = None
         # What reconciling needs: the action and form sent, the journal's
         # identity of the job, and when each chunk's request went out (epoch s).
@@ -252,19 +266,23 @@ class BatchJob:
     def progress(self) -> Progress:
         """Where the job stands now, with its rate and ETA."""
         rate = eta = None
-        if self._started_at is not None and self._done:
-            elapsed = max(time.monotonic() - self._started_at, 1e-9)
-            rate = self._done / elapsed
-            if self.total is not None:
-                eta = max(self.total - self._done, 0) / rate
-        elif self.estimate is not None:
+        sent = self._done - self._resumed
+        if self._started_at is not None and sent:
+            rate = sent / max(time.monotonic() - self._started_at, 1e-9)
+        if self.total is not None and self.pace is not None:
+            eta = self._log.seconds_left(self.pace, self.total - self._done, time.time())
+        elif self.total is not None and self.estimate is not None:
             eta = self.estimate.seconds
-        return Progress(self._done, self.total, self._failed, rate, eta)
+        return Progress(self._done, self.total, self._failed, rate, eta, self._resumed)
 
-    def start(self, estimate: BatchEstimate | None) -> None:
-        """Start the clock of the job's rate, with the budget's estimate for its ETA."""
+    def start(self, estimate: BatchEstimate | None, pace: Pace | None = None) -> None:
+        """Start the clock of the job's rate, with the budget's estimate and what bounds
+        its pace (for the ETA)."""
         self._started_at = time.monotonic()
         self.estimate = estimate
+        self.pace = pace
+        if pace is not None:
+            self._log = CallLog(max((calls for calls, _ in pace.rates), default=1))
 
     def claim(self) -> None:
         """Mark the job as taken by a send.
@@ -284,12 +302,28 @@ class BatchJob:
         self._calls += 1
 
     def stop(self, error: NimError) -> None:
-        """Record that the job stops because every chunk would meet ``error`` (the first wins)."""
+        """Stop the job gently, with ``error`` as the reason (the first reason wins).
+
+        The job reads no more recipients and starts no more calls; chunks still
+        waiting for their rate-limit slot give up, surely unsent, with
+        ``error``; calls in flight finish and are recorded. The send then
+        returns its result, with ``stopped`` set. The job stops itself this way
+        when every chunk would meet the same refusal (a wrong sender, a
+        signature the server refuses); call it to stop a job from outside, e.g.
+        on a signal, and cancel the send to stop at once.
+        """
         if self.stopped is None:
             self.stopped = error
+            for listener in self._stop_listeners:
+                listener()
+
+    def on_stop(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` when the job stops (the send's runner gives up its waits)."""
+        self._stop_listeners.append(listener)
 
     def record(self, index: int, outcome: ChunkOutcome) -> None:
         """Record the outcome of chunk ``index``."""
+        self._log.answered(index, time.time())
         self._outcomes[index] = outcome
         if isinstance(outcome, SentChunk):
             self._done += outcome.size
@@ -302,6 +336,21 @@ class BatchJob:
         longest it could take. The last attempt counts: an attempt is retried only after
         a failure that surely did not reach the server (unless ``retry_ambiguous``)."""
         self._sent_at[index] = (at, hold)
+        self._log.started(index, at)
+
+    def replay(
+        self, index: int, outcome: ChunkOutcome, went_out: tuple[float, float] | None
+    ) -> None:
+        """Record chunk ``index`` from an earlier run's journal: its outcome, and when its
+        request went out and its deadline, if recorded. Its call still holds its slots."""
+        if went_out is not None:
+            at, hold = went_out
+            self._sent_at[index] = went_out
+            # A call in flight at a crash was answered by its deadline, or never arrived.
+            in_flight = isinstance(outcome, FailedChunk) and outcome.may_have_been_sent
+            self._log.past(at, at + hold if in_flight else at)
+        self.record(index, outcome)
+        self._resumed += outcome.size if isinstance(outcome, SentChunk) else len(outcome.accids)
 
     def maybe_sent(self) -> list[tuple[int, FailedChunk, tuple[float, float] | None]]:
         """The chunks that may have been sent, with when their request went out and its

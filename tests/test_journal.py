@@ -199,7 +199,7 @@ def test_a_job_knows_its_calls_and_duration_before_it_starts() -> None:
 
 
 async def test_progress_reports_rate_and_eta_and_keeps_reporting_while_the_job_waits() -> None:
-    """Before the first call the ETA is the budget's estimate; waits still report."""
+    """Before the first call the ETA comes from the budget's windows; waits still report."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     limits = nim.RateLimits().with_action("sendBatchAttachMsg", nim.Rate(1, 1.2), block=1)
     reports: list[nim.Progress] = []
@@ -207,7 +207,8 @@ async def test_progress_reports_rate_and_eta_and_keeps_reporting_while_the_job_w
         await client.send_batch_attach_msg("alice", ACCIDS[:30], "x", on_progress=reports.append)
     first = reports[0]
     assert (first.done, first.total, first.rate) == (0, 30, None)
-    assert first.eta == pytest.approx(2.4)
+    # Three calls, one a window: two windows of 1.2 s plus an answer each (first guess 0.05 s).
+    assert first.eta == pytest.approx(2 * (1.2 + 0.05) + 0.05)
     chunk_reports = {p.done for p in reports if p.done}
     assert chunk_reports == {10, 20, 30}
     # Two waits of 1.2 s each: reports came between the chunks, not only after them.
