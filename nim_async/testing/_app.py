@@ -4,9 +4,11 @@ It decodes each request under ``/nimserver/`` into a `Request` (headers, form or
 multipart body), hands it to the emulator, waits out the emulator's latency, and
 writes the `Answer` back: JSON as ``application/json; charset=utf-8`` (seeds:
 every answer example), or the HTML page of an injected gateway failure.
-``GET /nos/<id>`` serves uploaded files. Every answer, whatever its path,
-carries one ``Date`` header (RFC 7231) from the emulator's clock, which may be
-skewed; uvicorn's own is turned off where it serves the app. A client that
+``GET /nos/<id>`` serves uploaded files, and ``GET /emulator/state`` what the
+emulator knows and stored, as JSON: outside ``/nimserver/``, so it is neither
+a NIM action nor a recorded call, and it needs no signature. Every answer,
+whatever its path, carries one ``Date`` header (RFC 7231) from the emulator's
+clock, which may be skewed; uvicorn's own is turned off where it serves the app. A client that
 disconnects is not an error: a cut-off body is a request that never arrived,
 and a client gone during the latency leaves its call recorded and carried out,
 unanswered.
@@ -179,6 +181,7 @@ def build_app(
     handle: Callable[[Request], tuple[Answer, float]],
     download: Callable[[str], Upload | None],
     clock: Callable[[], float],
+    state: Callable[[], bytes],
 ) -> ASGIApp:
     """Build the ASGI app.
 
@@ -187,9 +190,11 @@ def build_app(
             seconds to wait before sending the answer.
         download: Finds a live upload by id, or ``None``.
         clock: The service's clock, Unix seconds, for the ``Date`` header.
+        state: The emulator's state as UTF-8 JSON, for ``/emulator/state``.
 
     Returns:
-        An ASGI app with ``/nimserver/<action>.action`` and ``/nos/<id>``.
+        An ASGI app with ``/nimserver/<action>.action``, ``/nos/<id>`` and
+        ``/emulator/state``.
     """
 
     async def nim(request: HttpRequest) -> Response:
@@ -208,10 +213,22 @@ def build_app(
             return PlainTextResponse("Not Found", status_code=404)
         return Response(upload.content, media_type=_media_type(upload))
 
+    async def inspect(request: HttpRequest) -> Response:
+        # In a worker thread: the JSON of a million deliveries takes a while to
+        # encode, and the loop keeps answering NIM calls meanwhile (only the copy
+        # of the records holds the emulator's lock).
+        body = await anyio.to_thread.run_sync(state)
+        return Response(
+            body,
+            media_type="application/json; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+
     routes = Starlette(
         routes=[
             Route("/nimserver/{path:path}", nim, methods=_METHODS),
             Route("/nos/{upload_id}", nos, methods=["GET", "HEAD"]),
+            Route("/emulator/state", inspect, methods=["GET", "HEAD"]),
         ]
     )
     return _DateHeader(routes, clock)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import tempfile
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import httpx
@@ -68,6 +70,8 @@ class NimEmulator:
     faults. Besides the eleven actions of the seeds it knows ``msg/markReadMsg``,
     ``msg/markReadTeamMsg``, ``msg/delMsg``, ``history/delBroadcastMsgById`` and
     ``history/querySessionMsg``, which answers from the messages it stored.
+    `state` gives what it knows and stored as JSON-ready data, also served at
+    ``GET /emulator/state``.
 
     Attributes:
         calls: Every request under ``/nimserver/``, in arrival order, rejected ones included.
@@ -80,6 +84,7 @@ class NimEmulator:
         app_secret: str,
         *,
         accounts: Iterable[str] | None = None,
+        unregistered: Iterable[str] | None = None,
         teams: Mapping[str, Iterable[str]] | None = None,
         rate_limits: object | None = None,
         unregister_as_string: bool = False,
@@ -92,7 +97,11 @@ class NimEmulator:
         Args:
             app_key: The app key requests must carry in ``AppKey``.
             app_secret: The secret their ``CheckSum`` is made with.
-            accounts: The registered accids; ``None``: every accid exists.
+            accounts: The registered accids; every other accid is unregistered.
+                ``None``: every accid exists (except any in ``unregistered``).
+            unregistered: The accids that do not exist, when every other accid
+                does; the opposite of ``accounts``, for testing a few unregistered
+                recipients among many. ``None``: none.
             teams: Team id → member accids. A listed team checks that the sender is a
                 member (804 if not); ``None``: every other tid exists too.
             rate_limits: An object whose ``for_action(action)`` gives the ``rates``
@@ -112,12 +121,16 @@ class NimEmulator:
 
         Raises:
             TypeError: ``rate_limits`` has no ``for_action`` method.
+            ValueError: Both ``accounts`` and ``unregistered`` are given.
         """
+        if accounts is not None and unregistered is not None:
+            raise ValueError("give accounts (who exists) or unregistered (who does not), not both")
         self._app_key = app_key
         self._app_secret = app_secret
         self._lock = threading.Lock()
         self._world = World(
             accounts=accounts,
+            unregistered=unregistered or (),
             teams=teams,
             recall_window=recall_window,
             unregister_as_string=unregister_as_string,
@@ -177,11 +190,12 @@ class NimEmulator:
 
     @property
     def app(self) -> ASGIApp:
-        """The ASGI app: ``POST /nimserver/<action>.action`` and ``GET /nos/<id>``."""
+        """The ASGI app: ``POST /nimserver/<action>.action``, ``GET /nos/<id>`` and
+        ``GET /emulator/state`` (`state` as JSON, unsigned: it is not part of NIM)."""
         if self._app is None:
             from ._app import build_app  # Starlette is an extra: import it only when needed
 
-            self._app = build_app(self._handle, self._download, self._world.clock)
+            self._app = build_app(self._handle, self._download, self._world.clock, self._state_json)
         return self._app
 
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -196,10 +210,15 @@ class NimEmulator:
         return InProcessTransport(self.app)
 
     def register(self, *accids: str) -> None:
-        """Register accounts (no effect when every accid exists, ``accounts=None``)."""
+        """Register accounts: add them to ``accounts``, or take them out of ``unregistered``.
+
+        No effect when every accid exists (neither was given).
+        """
         with self._lock:
             if self._world.accounts is not None:
                 self._world.accounts.update(accids)
+            else:
+                self._world.unregistered.difference_update(accids)
 
     def add_team(self, tid: str, members: Iterable[str]) -> None:
         """Create or replace team ``tid`` with its member accids."""
@@ -340,6 +359,85 @@ class NimEmulator:
             answered += ": " + ", ".join(counts)
         return f"{answered}; {codes[416]} blocked (416)"
 
+    def state(self) -> dict[str, Any]:
+        """What the emulator knows and stored, as JSON-ready data.
+
+        The same data ``GET /emulator/state`` answers and `write_state` writes.
+        Request headers are left out: ``CheckSum``, ``CurTime`` and ``Nonce``
+        sign a request, they are not part of it (and a form never holds the
+        AppSecret). Upload bytes are left out too: a file part shows its size.
+
+        Returns:
+            A dict with these keys; new keys may be added, these keep their meaning:
+
+            - ``"app_key"``: the emulated app's key.
+            - ``"accounts"``: the registered accids, sorted; ``null`` when every accid
+              exists except those in ``"unregistered"``.
+            - ``"unregistered"``: the accids that do not exist, sorted; empty when
+              ``"accounts"`` is a list.
+            - ``"calls"``: every request under ``/nimserver/``, in arrival order,
+              rejected ones included, each ``{"action", "status", "code", "at",
+              "form", "files"}``: the action name (``"msg/sendMsg"``), the HTTP
+              status and the JSON ``code`` of the answer (``null`` for an HTML
+              page), the emulator's wall clock in Unix seconds, the form fields,
+              and the size in bytes of each multipart file part by field name.
+            - ``"messages"``: every message and custom notification accepted (a
+              batch call: one per delivery), in order, each ``{"action", "msgid",
+              "timetag", "from", "to", "team", "type", "body", "attach",
+              "recalled", "deleted_one_way", "deleted", "read_by"}``, the fields of
+              `StoredMessage` (``from`` for ``from_``; ``read_by`` sorted).
+        """
+        with self._lock:
+            accounts = self._world.accounts
+            return {
+                "app_key": self._app_key,
+                "accounts": None if accounts is None else sorted(accounts),
+                "unregistered": sorted(self._world.unregistered) if accounts is None else [],
+                "calls": [_call_state(call) for call in self.calls],
+                "messages": [_message_state(message) for message in self._world.messages],
+            }
+
+    def write_state(self, path: str | os.PathLike[str]) -> None:
+        """Write `state` to ``path`` as JSON (UTF-8), whole or not at all.
+
+        The JSON goes to a new file in the same directory, is flushed to disk and
+        then renamed over ``path``: a reader never sees half of it, and a file
+        already at ``path`` stays as it was if writing fails.
+
+        Args:
+            path: The file to write.
+
+        Raises:
+            OSError: The file cannot be written; the error's ``filename`` is ``path``
+                (as a string).
+        """
+        target = os.fspath(path)
+        data = self._state_json()
+        try:
+            fd, temp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(target)}.",
+                suffix=".tmp",
+                dir=os.path.dirname(os.path.abspath(target)),
+            )
+        except OSError as error:
+            raise _naming(error, target) from error
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            if isinstance(error, OSError):
+                raise _naming(error, target) from error
+            raise
+
+    def _state_json(self) -> bytes:
+        # One encoding for the route and the file, so the two cannot differ.
+        return (json.dumps(self.state(), ensure_ascii=False, indent=2) + "\n").encode()
+
     def serve(
         self, host: str = "127.0.0.1", port: int = 0
     ) -> contextlib.AbstractContextManager[str]:
@@ -360,19 +458,36 @@ class NimEmulator:
 
         return serve_in_thread(self.app, host, port, on_stop=self._log_summary)
 
-    async def serve_forever(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+    async def serve_forever(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        dump: str | os.PathLike[str] | None = None,
+    ) -> None:
         """Serve the app with uvicorn in the running loop until cancelled or signalled.
 
-        For ``nim-async emulator``: once the server has shut down, it prints
-        `summary` to stdout.
+        For ``nim-async emulator``: once the server has shut down (SIGINT, SIGTERM
+        or cancellation), it prints `summary` to stdout and then writes `state`
+        to ``dump``, if given, with `write_state`.
 
         Args:
             host: The address to bind.
             port: The port to bind.
+            dump: A file for `state` at shutdown.
+
+        Raises:
+            OSError: The address cannot be bound, or ``dump`` cannot be written
+                (the error's ``filename`` is ``dump``).
         """
         from ._server import serve_forever
 
-        await serve_forever(self.app, host, port, on_stop=self._print_summary)
+        def stopped() -> None:
+            self._print_summary()
+            if dump is not None:
+                self.write_state(dump)
+
+        await serve_forever(self.app, host, port, on_stop=stopped)
 
     async def deliver_callbacks(
         self, url: str, *, since: int = 0, transport: httpx.AsyncBaseTransport | None = None
@@ -475,6 +590,42 @@ class NimEmulator:
         if problem is not None:
             return nim_error(414, problem)
         return ACTIONS[req.action](self._world, req)
+
+
+def _naming(error: OSError, path: str) -> OSError:
+    """``error`` as the same kind of OSError about ``path``, not about the temporary file."""
+    if error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror, path)  # e.g. EACCES: a PermissionError
+
+
+def _call_state(call: Call) -> dict[str, Any]:
+    return {
+        "action": call.action,
+        "status": call.status,
+        "code": call.code,
+        "at": call.at,
+        "form": dict(call.form),
+        "files": {name: len(content) for name, content in call.files.items()},
+    }
+
+
+def _message_state(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "action": message.action,
+        "msgid": message.msgid,
+        "timetag": message.timetag,
+        "from": message.from_,
+        "to": message.to,
+        "team": message.team,
+        "type": message.type,
+        "body": message.body,
+        "attach": message.attach,
+        "recalled": message.recalled,
+        "deleted_one_way": message.deleted_one_way,
+        "deleted": message.deleted,
+        "read_by": sorted(message.read_by),
+    }
 
 
 def _record(req: Request, answer: Answer, at: float) -> Call:

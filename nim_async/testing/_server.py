@@ -98,11 +98,14 @@ def _server(config: uvicorn.Config, on_stop: Callable[[], None] | None) -> uvico
     class _Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             nonlocal stopped
+            if stopped:
+                # Done already: serve_forever's clean-up comes here again when on_stop raised.
+                return
             await super().shutdown(sockets)
+            stopped = True
             # Here rather than after serve(): on a signal, uvicorn re-raises it as
             # serve() ends, and SIGTERM's default action ends the process first.
-            if on_stop is not None and not stopped:
-                stopped = True
+            if on_stop is not None:
                 on_stop()
 
     return _Server(config)
@@ -180,7 +183,8 @@ async def serve_forever(
         app: The ASGI app.
         host: The address to bind.
         port: The port to bind.
-        on_stop: Called once when the server has shut down, signalled or cancelled.
+        on_stop: Called once when the server has shut down, signalled or cancelled;
+            what it raises ends the serving, in place of a signal's own effect.
 
     Raises:
         OSError: The address cannot be bound.

@@ -37,6 +37,7 @@ class World:
         self,
         *,
         accounts: Iterable[str] | None,
+        unregistered: Iterable[str] = (),
         teams: Mapping[str, Iterable[str]] | None,
         recall_window: float,
         unregister_as_string: bool,
@@ -44,6 +45,8 @@ class World:
         msgs_as_string: bool = False,
     ) -> None:
         self.accounts: set[str] | None = None if accounts is None else set(accounts)
+        # Only while accounts is None: every accid exists except these.
+        self.unregistered: set[str] = set(unregistered)
         # Teams with a member list; with teams=None any other tid exists too,
         # and its membership is not checked.
         self.teams: dict[str, frozenset[str]] = {
@@ -86,8 +89,11 @@ class World:
         return next(self._broadcast_ids)
 
     def has_account(self, accid: str) -> bool:
-        """Whether ``accid`` is registered (always, when accounts were not given)."""
-        return self.accounts is None or accid in self.accounts
+        """Whether ``accid`` is registered: listed in ``accounts``, or, without a
+        list, not in ``unregistered``."""
+        if self.accounts is None:
+            return accid not in self.unregistered
+        return accid in self.accounts
 
     def account_problem(self, param: str, accid: str) -> Answer | None:
         """A 404 answer if the account in ``param`` is not registered, else ``None``."""
