@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ._cli_batch import _batch
+from . import __version__
+from ._cli_batch import add_batch_command
 from ._cli_client import _FAILED, _USAGE, _client, _Exit, add_limiter_options
 from ._cli_demo import _demo
 from ._cli_emulator import add_emulator_command
@@ -28,18 +30,39 @@ from ._models import Text
 
 __all__ = ["main"]
 
+_DESCRIPTION = """\
+Send NetEase IM (CommsEase) messages from the shell, run a local emulator of
+the NIM server API, or run the demo. Credentials come from NIM_APP_KEY and
+NIM_APP_SECRET, the server from NIM_BASE_URL (default: the China data centre)."""
+
+
 # Exit statuses: _FAILED (1), _USAGE (2) and _MAYBE_SENT (3) are in _cli_client, with _Exit.
 _INTERRUPTED = 130
+_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a batch job (which stops gently on its own)."""
+
+
+def _on_sigterm(number: int, frame: object) -> None:
+    raise _Terminated
+
+
 _EXIT_STATUS = """\
 exit status:
   0    done; for batch, every recipient accepted or reported unregistered
   1    the server or the network refused; for batch, a chunk failed or may
        have been sent, or the job stopped with recipients unread
   2    a bad argument, setting or credential, a file that cannot be used
-       (a missing CSV column, a journal of another job or held by another run)
+       (a missing CSV column, a journal of another job or held by another run,
+       an output file that is an input); for batch, also a line of the input
+       that cannot be read, after the summary of what was sent
   3    batch only: every recipient accepted or unregistered, except chunks that
        may have been sent and could not be settled (see --maybe-sent-to)
-  130  interrupted"""
+  130  stopped by SIGINT (Ctrl-C)
+  143  stopped by SIGTERM
+       (batch: after the answers in flight, with its summary and files)"""
 
 
 def _lone(error: Exception) -> Exception:
@@ -135,10 +158,11 @@ def _open_binary(path: Path) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nim-async",
-        description=__doc__.splitlines()[0],
+        description=_DESCRIPTION,
         epilog=_EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", help="send a text message (msg/sendMsg)")
@@ -189,71 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     add_limiter_options(upload)
     upload.set_defaults(run=_upload)
 
-    batch = commands.add_parser(
-        "batch",
-        help="send a text (or, with --attach, a notification) to many accids",
-        description=(
-            "Send to many accids, read lazily from a file. Prints the estimate and, on a\n"
-            "terminal, a progress bar on stderr; then a JSON summary on stdout."
-        ),
-        epilog=_EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    batch.add_argument("sender")
-    batch.add_argument("content", help="the text, or the notification with --attach")
-    batch.add_argument(
-        "--to", default="-", metavar="FILE", help="a file of accids, one per line (- = stdin)"
-    )
-    batch.add_argument(
-        "--column", metavar="NAME", help="FILE is CSV with a header row: read this column"
-    )
-    batch.add_argument("--attach", action="store_true", help="send a system notification")
-    batch.add_argument(
-        "--journal",
-        metavar="FILE",
-        help="record the job in this SQLite file; the same command again resumes it "
-        "and never resends what it records as done",
-    )
-    batch.add_argument(
-        "--resend-in-flight",
-        action="store_true",
-        help="with --journal: resend the chunks that were in flight when the last run "
-        "stopped (they may arrive twice)",
-    )
-    batch.add_argument(
-        "--reconcile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="settle the chunks that may have been sent (in flight at a crash, timed out) "
-        "by asking the service's message history, and send those it never got "
-        "(text messages only: notifications are not kept in history)",
-    )
-    batch.add_argument(
-        "--failed-to",
-        metavar="FILE",
-        help="write the accids that surely were not sent (failed or unread)",
-    )
-    batch.add_argument(
-        "--maybe-sent-to",
-        metavar="FILE",
-        help="write the accids of the chunks that may have been sent and could not be settled",
-    )
-    batch.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="N",
-        help="recipients per batch call (default 500; a journal records the size, so a "
-        "resume needs the same)",
-    )
-    batch.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="seconds for each phase of a request (default 10); four of these make a "
-        "request's deadline, after which a chunk missing from the history counts as unsent",
-    )
-    add_limiter_options(batch)
-    batch.set_defaults(run=_batch)
+    add_batch_command(commands, epilog=_EXIT_STATUS)
 
     demo = commands.add_parser(
         "demo",
@@ -270,10 +230,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``nim-async`` command with ``argv`` (default: the process's arguments)."""
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]] = args.run
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         anyio.run(run, args)
     except KeyboardInterrupt:
         raise SystemExit(_INTERRUPTED) from None
+    except _Terminated:
+        raise SystemExit(_TERMINATED) from None
     except Exception as raised:
         error = _lone(raised)
         if isinstance(error, _Exit):
@@ -283,3 +246,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(error, NimError):
             _fail(f"{type(error).__name__}: {error}", _FAILED)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,123 +1,103 @@
 """``nim-async batch``: send to many accids read from a file, with a journal, a
-progress bar, an estimate, reconciliation on resume and a JSON summary.
+progress bar, an estimate, reconciliation on resume, a JSON summary, and a
+gentle stop on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import itertools
 import json
+import signal
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import anyio
+import anyio.abc
 import attrs
 
-from ._cli_client import _FAILED, _MAYBE_SENT, _client, _Exit
+from ._cli_client import _FAILED, _MAYBE_SENT, _USAGE, _client, _Exit, add_limiter_options
+from ._cli_input import Recipients, check_outputs, count, write_whole
+from ._cli_progress import ProgressBar, estimate_line
 from ._client import NimClient
-from ._errors import JournalUnavailable
+from ._errors import JournalUnavailable, NimError
 from ._journal import ChunkRecord
 from ._journal_sqlite import SqliteJournal
 from ._models import Text
-from ._results import BatchEstimate, BatchJob, BatchResult, Progress
+from ._results import BatchJob, BatchResult, Progress
 
-if TYPE_CHECKING:
-    import rich.progress
+__all__ = ["DEFAULT_GRACE", "add_batch_command"]
+
+# Seconds a first SIGINT or SIGTERM waits for the answers in flight: a batch
+# call is answered in well under a second, and systemd and Kubernetes wait
+# 30 s before they kill.
+DEFAULT_GRACE = 10.0
 
 
-def _open_text(source: str) -> contextlib.AbstractContextManager[TextIO]:
-    """Open ``source`` for reading ("-" is stdin, left open), before anything is sent.
+class _Stopped(NimError):
+    """Why the command stopped its job: a signal, or a line of the input it cannot read.
 
-    A file's byte order mark is dropped: spreadsheets write one before a CSV header.
-
-    Raises:
-        _Exit: It cannot be opened (status 2).
+    Recorded in the failed chunks of recipients that were read but not sent
+    (surely unsent, as every non-network error is).
     """
-    if source == "-":
-        return contextlib.nullcontext(sys.stdin)
-    try:
-        return open(source, encoding="utf-8-sig", newline="")
-    except OSError as error:
-        raise _Exit(f"cannot read {source}: {error.strerror or error}") from None
 
 
-# --- batch: the recipients ---------------------------------------------------
+class _Signals:
+    """SIGINT and SIGTERM during a batch: the first stops the job gently, the second at once.
 
-
-@contextlib.contextmanager
-def _reading(source: str, rows: Any = None) -> Iterator[None]:
-    """Turn a file that cannot be decoded or parsed into one line and status 2."""
-    try:
-        yield
-    except UnicodeDecodeError:
-        raise _Exit(f"cannot read {_name(source)}: not UTF-8 text") from None
-    except csv.Error as error:
-        raise _Exit(f"cannot read {_name(source)}: line {rows.line_num}: {error}") from None
-
-
-def _name(source: str) -> str:
-    return "stdin" if source == "-" else source
-
-
-def _accids(stream: TextIO, source: str, column: str | None = None) -> Iterator[str]:
-    """The accids of an open file, read lazily: one per line, or the CSV ``column``.
-
-    Blank lines and blank cells are skipped. With ``column`` the header row is
-    read and checked now, so that a wrong column stops the command before
-    anything is sent; the rows are read as the job takes them.
-
-    Raises:
-        _Exit: No such column, an empty file (now); the file is not UTF-8 text
-            or not CSV (as it is read); status 2.
+    The first signal stops the job (no new chunk; chunks waiting for a slot
+    give up, unsent) and lets the calls in flight be answered for at most
+    ``grace`` seconds, after which `scope` is cancelled; the second cancels it
+    at once. Either way the job's record stays whole and the command goes on
+    to its summary and its files.
     """
-    if column is None:
-        return _lines(stream, source)
-    rows = csv.reader(stream)
-    with _reading(source, rows):
-        header = next(rows, None)
-    if header is None:
-        raise _Exit(f"{_name(source)} is empty: --column needs a CSV file with a header row")
-    names = [name.strip() for name in header]
-    if column not in names:
-        shown = ", ".join(repr(name) for name in names[:10]) + (", ..." if len(names) > 10 else "")
-        raise _Exit(f"{_name(source)} has no column {column!r}: its first row is {shown}")
-    return _cells(rows, names.index(column), source)
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.received: signal.Signals | None = None
+        self.scope = anyio.CancelScope()
+        self.job: BatchJob | None = None
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Handle the signals until cancelled (started before anything is sent)."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for number in signals:
+                self.receive(signal.Signals(number))
+
+    def receive(self, received: signal.Signals) -> None:
+        """Act on one signal."""
+        if self.received is not None:
+            _say(f"{received.name} again: stopping now; the calls in flight may have been sent")
+            self.scope.cancel()
+            return
+        self.received = received
+        _say(
+            f"{received.name}: stopping: no new calls; waiting up to {self.grace:g} s for "
+            f"the answers in flight ({received.name} again stops at once)"
+        )
+        self.scope.deadline = min(self.scope.deadline, anyio.current_time() + self.grace)
+        if self.job is not None:
+            self.job.stop(self.reason())
+
+    def reason(self) -> _Stopped:
+        """The error recorded for what this signal left unsent."""
+        assert self.received is not None
+        return _Stopped(f"the job was interrupted by {self.received.name} before this was sent")
+
+    @property
+    def status(self) -> int | None:
+        """128 + the signal's number (130, 143), as shells report a signal; None if none came."""
+        return None if self.received is None else 128 + self.received.value
 
 
-def _lines(stream: TextIO, source: str) -> Iterator[str]:
-    with _reading(source):
-        for line in stream:
-            if accid := line.strip():
-                yield accid
+def _say(line: str) -> None:
+    print(f"nim-async: {line}", file=sys.stderr, flush=True)
 
 
-def _cells(rows: Any, at: int, source: str) -> Iterator[str]:
-    with _reading(source, rows):
-        for row in rows:
-            if len(row) > at and (accid := row[at].strip()):
-                yield accid
-
-
-def _count(source: str, column: str | None) -> int | None:
-    """How many accids ``source`` holds, in a streaming pass of its own; None for
-    stdin or a pipe.
-
-    The pass also finds a file that cannot be read before anything is sent.
-
-    Raises:
-        _Exit: As `_accids` (status 2).
-    """
-    if source == "-" or not Path(source).is_file():
-        # A pipe (`--to <(...)`) can be read once only: it is the job's.
-        return None
-    with _open_text(source) as stream:
-        return sum(1 for _ in _accids(stream, source, column))
-
-
-# --- batch: the journal, the estimate and the bar ----------------------------
+# --- the journal and the run -------------------------------------------------
 
 
 class _CountingJournal:
@@ -151,118 +131,18 @@ class _CountingJournal:
         await self._inner.aclose()
 
 
-def _duration(seconds: float) -> str:
-    """``3 min 0 s``, ``42 s``, ``0.4 s``, ``2 h 5 min``."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    minutes, whole = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {whole} s" if minutes else f"{whole} s"
-
-
-def _estimate_line(estimate: BatchEstimate | None, count: int | None, recorded: int | None) -> str:
-    if estimate is None or count is None:
-        return "the number of recipients is unknown (stdin or a pipe), so there is no estimate"
-    line = (
-        f"{estimate.calls:,} calls for {count:,} recipients, "
-        f"at least {_duration(estimate.seconds)} at the current budget"
-    )
-    if recorded:
-        line += f", less the {recorded:,} chunks the journal records (resuming)"
-    return line
-
-
-class _ProgressBar:
-    """A rich progress bar (count, bar, rate, ETA) fed by ``on_progress``.
-
-    It draws only when its stream (stderr) is a terminal: piped or redirected,
-    the command prints nothing but its summary and its errors. Use it in a
-    ``with`` block, so that the bar stops before any error line is printed.
-    """
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = sys.stderr if stream is None else stream
-        self._bar: rich.progress.Progress | None = None
-        self._task: rich.progress.TaskID | None = None
-
-    def __enter__(self) -> _ProgressBar:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __call__(self, progress: Progress) -> None:
-        if not self._stream.isatty():
-            return
-        done = f"{progress.done:,}"
-        failed = progress.failed_chunks
-        fields: dict[str, Any] = {
-            "count": f"{done}/{progress.total:,}" if progress.total else f"{done} recipients",
-            "rate": "" if progress.rate is None else f"{progress.rate:,.0f}/s",
-            "eta": "" if progress.eta is None else f"eta {_duration(progress.eta)}",
-            "failed": f"{failed} failed chunks" if failed else "",
-        }
-        if self._bar is None or self._task is None:
-            self._bar = self._start()
-            self._task = self._bar.add_task(
-                "", total=progress.total, completed=progress.done, **fields
-            )
-            self._bar.start()
-        else:
-            self._bar.update(self._task, completed=progress.done, total=progress.total, **fields)
-
-    def _start(self) -> rich.progress.Progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, TaskProgressColumn, TextColumn
-        from rich.progress import Progress as RichProgress
-
-        return RichProgress(
-            TextColumn("{task.fields[count]}"),
-            BarColumn(bar_width=30),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[failed]}"),
-            console=Console(file=self._stream),
-            # stdout is the summary's: never mix the bar into it.
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-
-    def close(self) -> None:
-        """Draw the last state and leave the bar on its line, if one was drawn."""
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-# --- batch: the command ------------------------------------------------------
-
-
-def _summary(result: BatchResult, unsent: int, unread: int, run: _BatchRun) -> dict[str, Any]:
-    return {
-        "accepted": result.accepted,
-        "unregistered": len(result.unregister),
-        "failed_chunks": len(result.failed),
-        "surely_unsent": unsent,
-        "maybe_sent": result.failed_count - unsent,
-        "unread": unread,
-        "calls": result.calls,
-        "stopped": None if result.stopped is None else type(result.stopped).__name__,
-        "resumed_chunks": run.recorded,
-    }
-
-
 @attrs.define
 class _BatchRun:
     """What one ``nim-async batch`` knows besides the library's result."""
 
+    client: NimClient
+    method: str
     count: int | None
-    estimate: BatchEstimate | None
-    journal: _CountingJournal | None
-    bar: _ProgressBar
+    bar: ProgressBar
+    signals: _Signals
+    journal: _CountingJournal | None = None
+    job: BatchJob | None = None
+    recipients: Recipients | None = None
     started: bool = False
 
     @property
@@ -272,68 +152,298 @@ class _BatchRun:
 
     def on_progress(self, progress: Progress) -> None:
         # The library reports before its first call, after the journal was
-        # opened: a journal of another job is then one line, with no estimate.
+        # opened and its chunks replayed: a journal of another job is then one
+        # line, with no estimate, and a resumed job's estimate is for what is left.
         if not self.started:
             self.started = True
-            print(
-                f"nim-async: {_estimate_line(self.estimate, self.count, self.recorded)}",
-                file=sys.stderr,
-                flush=True,
-            )
+            estimate = None
+            if self.count is not None:
+                left = max(self.count - progress.done, 0)
+                estimate = self.client.estimate_batch(self.method, left)
+            _say(estimate_line(estimate, progress, self.count))
         self.bar(progress)
 
+    def stop_on_bad_input(self, reason: str) -> None:
+        if self.job is not None:
+            self.job.stop(_Stopped(f"the job stopped at a line it cannot read: {reason}"))
 
-def _write_accids(path: str | None, accids: Iterator[str]) -> tuple[int, OSError | None]:
-    """Write ``accids`` to ``path`` (if any), one per line; return how many and any error.
 
-    The iterator is always read to its end, so the count is right even when
-    the file cannot be written.
+async def _send_pass(
+    args: argparse.Namespace, inputs: contextlib.ExitStack, run: _BatchRun
+) -> BatchResult:
+    """Read the input from its start and run the job on it (a resumed one sends only what
+    its journal does not record as done)."""
+    run.recipients = inputs.enter_context(
+        Recipients(
+            args.to,
+            args.column,
+            keep_duplicates=args.keep_duplicates,
+            on_bad=run.stop_on_bad_input,
+        )
+    )
+    run.journal = None if args.journal is None else _CountingJournal(args.journal)
+    run.started = False
+    job = run.job = run.signals.job = BatchJob(run.journal, resend_in_flight=args.resend_in_flight)
+    if run.signals.received is not None:
+        job.stop(run.signals.reason())
+    # The library knows the total of a list only; ours is counted.
+    job.total = run.count
+    send = getattr(run.client, run.method)
+    content = args.content if args.attach else Text(args.content)
+    result: BatchResult = await send(
+        args.sender, iter(run.recipients), content, on_progress=run.on_progress, job=job
+    )
+    return result
+
+
+def _surely_unsent(result: BatchResult) -> int:
+    """Chunks that failed without being sent."""
+    return sum(not chunk.may_have_been_sent for chunk in result.failed)
+
+
+async def _settle_and_resend(
+    args: argparse.Namespace, inputs: contextlib.ExitStack, run: _BatchRun, result: BatchResult
+) -> BatchResult:
+    """Settle the chunks that may have been sent with the service's history, and send
+    again, in a second pass over the file, those it never got."""
+    maybe = sum(chunk.may_have_been_sent for chunk in result.failed)
+    if not args.reconcile or args.attach or not maybe or run.job is None:
+        return result
+    settled = await run.client.reconcile(run.job)
+    unsent = _surely_unsent(settled) - _surely_unsent(result)
+    left = sum(chunk.may_have_been_sent for chunk in settled.failed)
+    _say(
+        f"settled {maybe - left} of {maybe} chunks that may have been sent with the "
+        f"service's history: {unsent} were not sent"
+    )
+    # A file (counted) can be read again from its start; stdin and pipes cannot.
+    if unsent and args.journal is not None and run.count is not None:
+        # The journal now records them as surely unsent: one more pass sends them.
+        return await _send_pass(args, inputs, run)
+    return settled
+
+
+async def _batch(args: argparse.Namespace) -> None:
+    if args.resend_in_flight and args.journal is None:
+        raise _Exit("--resend-in-flight needs --journal")
+    check_outputs(
+        {"--failed-to": args.failed_to, "--maybe-sent-to": args.maybe_sent_to},
+        {"--to": args.to, "--journal": args.journal, "--limiter-file": args.limiter_file},
+    )
+    total = count(args.to, args.column, keep_duplicates=args.keep_duplicates)
+    method = "send_batch_attach_msg" if args.attach else "send_batch_msg"
+    signals = _Signals(args.grace)
+    async with anyio.create_task_group() as watching:
+        await watching.start(signals.watch)
+        try:
+            with contextlib.ExitStack() as inputs, ProgressBar() as bar:
+                async with _client(args) as client:
+                    run = _BatchRun(client, method, total, bar, signals)
+                    result = None
+                    with signals.scope:
+                        result = await _send_pass(args, inputs, run)
+                        bad = run.recipients is not None and run.recipients.bad is not None
+                        stopped = signals.received is not None or bad
+                        if not stopped:
+                            result = await _settle_and_resend(args, inputs, run, result)
+                    if result is None or signals.scope.cancelled_caught:
+                        # Stopped at once: the job's record holds every chunk read so far.
+                        assert run.job is not None
+                        result = run.job.result()
+                bar.close()
+                _report(result, run, args)
+        finally:
+            watching.cancel_scope.cancel()
+
+
+def add_batch_command(commands: Any, *, epilog: str) -> None:
+    """Add the ``batch`` subcommand to ``commands`` (argparse's subparsers)."""
+    batch = commands.add_parser(
+        "batch",
+        help="send a text (or, with --attach, a notification) to many accids",
+        description=(
+            "Send to many accids, read lazily from a file. Prints the estimate and, on a\n"
+            "terminal, a progress bar on stderr; then a JSON summary on stdout."
+        ),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch.add_argument("sender")
+    batch.add_argument("content", help="the text, or the notification with --attach")
+    batch.add_argument(
+        "--to", default="-", metavar="FILE", help="a file of accids, one per line (- = stdin)"
+    )
+    batch.add_argument(
+        "--column", metavar="NAME", help="FILE is CSV with a header row: read this column"
+    )
+    batch.add_argument("--attach", action="store_true", help="send a system notification")
+    batch.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="record the job in this SQLite file; the same command again resumes it "
+        "and never resends what it records as done",
+    )
+    batch.add_argument(
+        "--resend-in-flight",
+        action="store_true",
+        help="with --journal: resend the chunks that were in flight when the last run "
+        "stopped (they may arrive twice)",
+    )
+    batch.add_argument(
+        "--reconcile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="settle the chunks that may have been sent (in flight at a crash, timed out) "
+        "by asking the service's message history, and send those it never got "
+        "(text messages only: notifications are not kept in history)",
+    )
+    batch.add_argument(
+        "--failed-to",
+        metavar="FILE",
+        help="write the accids that surely were not sent (failed or unread)",
+    )
+    batch.add_argument(
+        "--maybe-sent-to",
+        metavar="FILE",
+        help="write the accids of the chunks that may have been sent and could not be settled",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="recipients per batch call (default 500; a journal records the size, so a "
+        "resume needs the same)",
+    )
+    batch.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds for each phase of a request (default 10); four of these make a "
+        "request's deadline, after which a chunk missing from the history counts as unsent",
+    )
+    batch.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="send to an accid as often as it appears (by default each accid is sent to "
+        "once: the accids seen are kept in memory, about 100 bytes each)",
+    )
+    batch.add_argument(
+        "--grace",
+        type=_seconds,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="after a first SIGINT or SIGTERM, how long to wait for the answers of the calls "
+        f"in flight before stopping (default {DEFAULT_GRACE:g}); a second signal stops at once",
+    )
+    add_limiter_options(batch)
+    batch.set_defaults(run=_batch)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more; got {text!r}")
+    return value
+
+
+# --- the summary, the files and the exit status ------------------------------
+
+
+def _summary(
+    result: BatchResult, unsent: int, unread: int | None, run: _BatchRun
+) -> dict[str, Any]:
+    stopped = None
+    if run.signals.received is not None:
+        stopped = run.signals.received.name
+    elif run.recipients is not None and run.recipients.bad is not None:
+        stopped = "unreadable input"
+    elif result.stopped is not None:
+        stopped = type(result.stopped).__name__
+    return {
+        "accepted": result.accepted,
+        "unregistered": len(result.unregister),
+        "failed_chunks": len(result.failed),
+        "surely_unsent": unsent,
+        "maybe_sent": result.failed_count - unsent,
+        "unread": unread,
+        "duplicates": 0 if run.recipients is None else run.recipients.duplicates,
+        "calls": result.calls,
+        "stopped": stopped,
+        "resumed_chunks": run.recorded,
+    }
+
+
+def _write(path: str | None, accids: Iterable[str]) -> tuple[int, OSError | None]:
+    """Write ``accids`` to ``path`` whole (if a path is given); return how many and any error.
+
+    The accids are always counted to their end, even when the file cannot be written.
     """
-    written = 0
-    problem: OSError | None = None
-    with contextlib.ExitStack() as stack:
-        out = None
-        if path is not None:
-            try:
-                out = stack.enter_context(open(path, "w", encoding="utf-8"))
-            except OSError as error:
-                problem = error
-        for accid in accids:
-            written += 1
-            if out is not None and problem is None:
-                try:
-                    out.write(f"{accid}\n")
-                except OSError as error:
-                    problem = error
-    return written, problem
+    accids = iter(accids)
+    if path is None:
+        return sum(1 for _ in accids), None
+    counted = _Counted(accids)
+    try:
+        return write_whole(path, counted), None
+    except OSError as error:
+        return counted.seen + sum(1 for _ in accids), error
 
 
-def _report(
-    result: BatchResult,
-    run: _BatchRun,
-    accids: Iterator[str],
-    failed_to: str | None,
-    maybe_sent_to: str | None,
-) -> None:
-    """Print the summary line, write ``failed_to`` and ``maybe_sent_to``, and exit 0 when
-    every recipient was accepted or reported unregistered; 3 when the only failures
-    may have been sent; else 1.
+class _Counted:
+    """An iterator that counts what it gave."""
+
+    def __init__(self, inner: Iterator[str]) -> None:
+        self._inner = inner
+        self.seen = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for item in self._inner:
+            self.seen += 1
+            yield item
+
+
+def _report(result: BatchResult, run: _BatchRun, args: argparse.Namespace) -> None:
+    """Print the summary line, write ``--failed-to`` and ``--maybe-sent-to``, and end with
+    the exit status: 130 or 143 after SIGINT or SIGTERM; 2 after a line that cannot be
+    read; 1 when a recipient failed; 3 when the only failures may have been sent; else 0.
 
     A stopped job leaves the rest of the input unread: it is surely unsent too,
-    so it is counted as ``unread`` and written to ``failed_to`` after the
-    failed chunks' recipients.
+    so it is counted as ``unread`` and written to ``--failed-to`` after the
+    failed chunks' recipients. After a signal, standard input is not read to
+    its end (it may never end): its ``unread`` is null.
     """
     unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
     maybe = (a for chunk in result.failed if chunk.may_have_been_sent for a in chunk.accids)
-    written, problem = _write_accids(failed_to, itertools.chain(unsent, accids))
-    _, maybe_problem = _write_accids(maybe_sent_to, maybe)
-    unread = written - len(unsent)
+    rest: Iterable[str] = () if run.recipients is None else run.recipients
+    unknown_rest = run.signals.received is not None and args.to == "-"
+    if unknown_rest:
+        rest = ()
+    written, problem = _write(args.failed_to, itertools.chain(unsent, rest))
+    _, maybe_problem = _write(args.maybe_sent_to, maybe)
+    unread = None if unknown_rest else written - len(unsent)
     # The summary before any error: a file that cannot be written must not
     # hide what a long job did.
     print(json.dumps(_summary(result, len(unsent), unread, run)), flush=True)
-    for path, error in ((failed_to, problem), (maybe_sent_to, maybe_problem)):
+    for flag, path, error in (
+        ("--failed-to", args.failed_to, problem),
+        ("--maybe-sent-to", args.maybe_sent_to, maybe_problem),
+    ):
         if error is not None:
-            raise _Exit(f"cannot write {path}: {error.strerror or error}")
+            raise _Exit(f"cannot write {flag} {path}: {error.strerror or error}")
+    maybe_count = result.failed_count - len(unsent)
+    if run.signals.status is not None:
+        raise _Exit(
+            f"stopped by {run.signals.received and run.signals.received.name}: "
+            f"{len(unsent) + (unread or 0):,} recipients surely unsent"
+            f"{' (written to ' + args.failed_to + ')' if args.failed_to else ''}, "
+            f"{maybe_count:,} may have been sent; the same command with the same "
+            "--journal resumes the job",
+            run.signals.status,
+        )
+    if run.recipients is not None and run.recipients.bad is not None:
+        raise _Exit(f"cannot read {run.recipients.bad}", _USAGE)
     if result.failed:
         first = result.failed[0].error
         if not unsent and not unread:
@@ -348,63 +458,3 @@ def _report(
             f"first error: {type(first).__name__}: {first}",
             _FAILED,
         )
-
-
-async def _send_pass(
-    client: NimClient,
-    args: argparse.Namespace,
-    inputs: contextlib.ExitStack,
-    run: _BatchRun,
-) -> tuple[BatchJob, BatchResult, Iterator[str]]:
-    """Read the input from its start and run the job on it (a resumed one sends only what
-    its journal does not record as done); return the job, its result and the unread rest."""
-    stream = inputs.enter_context(_open_text(args.to))
-    accids = _accids(stream, args.to, args.column)
-    run.journal = None if args.journal is None else _CountingJournal(args.journal)
-    run.started = False
-    job = BatchJob(run.journal, resend_in_flight=args.resend_in_flight)
-    # The library knows the total of a list only; ours is counted.
-    job.total = run.count
-    if args.attach:
-        result = await client.send_batch_attach_msg(
-            args.sender, accids, args.content, on_progress=run.on_progress, job=job
-        )
-    else:
-        result = await client.send_batch_msg(
-            args.sender, accids, Text(args.content), on_progress=run.on_progress, job=job
-        )
-    return job, result, accids
-
-
-def _surely_unsent(result: BatchResult) -> int:
-    """Chunks that failed without being sent."""
-    return sum(not chunk.may_have_been_sent for chunk in result.failed)
-
-
-async def _batch(args: argparse.Namespace) -> None:
-    if args.resend_in_flight and args.journal is None:
-        raise _Exit("--resend-in-flight needs --journal")
-    count = _count(args.to, args.column)
-    method = "send_batch_attach_msg" if args.attach else "send_batch_msg"
-    with contextlib.ExitStack() as inputs, _ProgressBar() as bar:
-        async with _client(args) as client:
-            estimate = None if count is None else client.estimate_batch(method, count)
-            run = _BatchRun(count, estimate, None, bar)
-            job, result, accids = await _send_pass(client, args, inputs, run)
-            maybe = sum(chunk.may_have_been_sent for chunk in result.failed)
-            if args.reconcile and not args.attach and maybe:
-                settled = await client.reconcile(job)
-                unsent = _surely_unsent(settled) - _surely_unsent(result)
-                left = sum(chunk.may_have_been_sent for chunk in settled.failed)
-                print(
-                    f"nim-async: settled {maybe - left} of {maybe} chunks that may have been "
-                    f"sent with the service's history: {unsent} were not sent",
-                    file=sys.stderr,
-                )
-                result = settled
-                # A file (counted) can be read again from its start; stdin and pipes cannot.
-                if unsent and args.journal is not None and count is not None:
-                    # The journal now records them as surely unsent: one more pass sends them.
-                    job, result, accids = await _send_pass(client, args, inputs, run)
-        bar.close()
-        _report(result, run, accids, args.failed_to, args.maybe_sent_to)

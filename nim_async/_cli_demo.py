@@ -12,7 +12,8 @@ from pathlib import Path
 
 import anyio
 
-from ._cli_batch import _CountingJournal, _estimate_line, _ProgressBar
+from ._cli_batch import _CountingJournal
+from ._cli_progress import ProgressBar, estimate_line
 from ._client import NimClient
 from ._errors import ChunkCancelled
 from ._limits import RateLimits
@@ -91,10 +92,11 @@ async def _demo_recipients(count: int) -> AsyncIterator[str]:
 
 async def _demo_killed(client: NimClient, count: int, journal: str) -> None:
     """Run the bulk job on ``journal`` and cancel it once part of it is done: a crash."""
-    print("bulk: " + _estimate_line(client.estimate_batch("send_batch_msg", count), count, 0))
+    estimate = client.estimate_batch("send_batch_msg", count)
+    print("bulk: " + estimate_line(estimate, Progress(0, count, 0), count))
     started = time.perf_counter()
     job = BatchJob(journal)
-    with anyio.CancelScope() as kill, _ProgressBar() as bar:
+    with anyio.CancelScope() as kill, ProgressBar() as bar:
 
         def crash(progress: Progress) -> None:
             bar(progress)
@@ -120,7 +122,7 @@ async def _demo_resumed(client: NimClient, count: int, journal: str) -> BatchJob
     started = time.perf_counter()
     record = _CountingJournal(journal)
     job = BatchJob(record)
-    with _ProgressBar() as bar:
+    with ProgressBar() as bar:
         result = await client.send_batch_msg(
             "demo-sender", _demo_recipients(count), _DEMO_TEXT, on_progress=bar, job=job
         )

@@ -1,4 +1,4 @@
-"""The nim-async command: send, attach, demo, and the emulator on a port.
+"""The nim-async command: send, attach, batch, demo and the others (emulator: its own module).
 
 Exit statuses: 0 done, 1 the server or the network refused (batch: any chunk
 failed), 2 the user's own input (argument, setting, credential, file); every
@@ -18,15 +18,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 import nim_async as nim
 from nim_async._cli import main
-from nim_async._cli_batch import _estimate_line, _ProgressBar
+from nim_async._cli_progress import ProgressBar as _ProgressBar
+from nim_async._cli_progress import estimate_line
 from nim_async.testing import NimEmulator
 
-from ._support import APP_KEY, APP_SECRET, free_port, listens_soon
+from ._support import APP_KEY, APP_SECRET
 
 
 @pytest.fixture
@@ -77,6 +77,7 @@ def _summary(**changes: object) -> dict[str, object]:
         "surely_unsent": 0,
         "maybe_sent": 0,
         "unread": 0,
+        "duplicates": 0,
         "calls": 1,
         "stopped": None,
         "resumed_chunks": 0,
@@ -292,35 +293,8 @@ def test_the_estimate_line_names_calls_recipients_and_time(
 ) -> None:
     """The estimate: calls, recipients and the shortest time the budget allows."""
     estimate = nim.BatchEstimate(calls, seconds)
-    assert _estimate_line(estimate, recipients, 0) == f"{line} at the current budget"
-
-
-def test_the_emulator_command_serves_on_a_port() -> None:
-    """`nim-async emulator --port N` answers real clients until stopped."""
-    port = free_port()
-    command = "from nim_async._cli import main; main()"
-    server = subprocess.Popen(
-        [sys.executable, "-c", command, "emulator", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert listens_soon(port, seconds=20, interval=0.05), "the emulator did not start"
-
-        async def send() -> nim.SendResult:
-            async with nim.NimClient(
-                "demo-app-key",
-                "demo-app-secret",
-                base_url=f"http://127.0.0.1:{port}/nimserver/",
-                rate_limits=None,
-            ) as client:
-                return await client.send_msg("alice", "bob", nim.Text("over TCP"))
-
-        assert anyio.run(send).msgid > 0
-    finally:
-        server.terminate()
-        out, _ = server.communicate(timeout=20)
-    assert f"http://127.0.0.1:{port}/nimserver/" in out
+    progress = nim.Progress(0, recipients, 0)
+    assert estimate_line(estimate, progress, recipients) == f"{line} at the current budget"
 
 
 @pytest.mark.usefixtures("served_env")
@@ -528,7 +502,7 @@ def test_batch_from_a_file_that_is_not_text_exits_2(
     with pytest.raises(SystemExit) as exited:
         main(["batch", "alice", "hello", "--to", str(binary)])
     assert exited.value.code == 2
-    assert _one_error_line(capsys)[1] == f"nim-async: cannot read {binary}: not UTF-8 text"
+    assert _one_error_line(capsys)[1] == f"nim-async: cannot read {binary}: line 1: not UTF-8 text"
 
 
 @pytest.mark.usefixtures("served_env")
@@ -668,8 +642,11 @@ def test_batch_with_a_journal_resumes_and_never_resends_what_was_done(
     main(command)
     out, err = capsys.readouterr()
     assert json.loads(out) == _summary(accepted=3000, calls=2, resumed_chunks=6)
-    assert err.startswith("nim-async: 6 calls for 3,000 recipients, at least ")
-    assert err.endswith(", less the 6 chunks the journal records (resuming)\n")
+    assert err.startswith(
+        "nim-async: resuming: the journal records 2,000 recipients as done; "
+        "2 calls for the remaining 1,000 recipients, at least "
+    )
+    assert err.endswith(" at the current budget\n")
     assert [call.code for call in emulator.calls].count(200) == 6
     deliveries = Counter(m.to for m in emulator.messages)
     assert len(deliveries) == 3000
