@@ -140,9 +140,11 @@ class Recipients:
                         continue
                     self._seen.add(accid)
                 yield accid
-        except (UnicodeDecodeError, csv.Error) as error:
-            # Text is decoded in blocks: the bad line is this one or a later one.
+        except UnicodeDecodeError as error:
+            # Text is decoded in blocks: the bad line is a later one.
             self._stop(f"after line {rows.line_num}: {_reason(error)}")
+        except csv.Error as error:
+            self._stop(f"line {rows.line_num}: {_reason(error)}")
 
     def _stop(self, reason: str) -> None:
         self.bad = f"{_name(self.source)}, {reason}; the lines after it were not read"

@@ -15,7 +15,9 @@ import pytest
 
 import nim_async as nim
 from nim_async.testing import NimEmulator
+from nim_async.testing._server import serve_in_thread
 
+from ._cli_process import Arrivals
 from ._support import APP_KEY, APP_SECRET, free_port, listens_soon, make_client
 
 # The plugin users enable the same way; it provides the `nim_emulator` fixture.
@@ -72,3 +74,11 @@ def redis_url(redis_server: str) -> str:
         sock.sendall(b"FLUSHALL\r\n")
         assert sock.recv(16).startswith(b"+OK")
     return redis_server
+
+
+@pytest.fixture
+def served(emulator: NimEmulator) -> Iterator[tuple[str, Arrivals]]:
+    """The emulator on a loopback port: its base URL, and the requests that reached it."""
+    arrivals = Arrivals(emulator.app)
+    with serve_in_thread(arrivals) as base_url:
+        yield base_url, arrivals

@@ -7,77 +7,20 @@ stands, the exit status is 130 or 143, and the same command resumes with nobody 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from nim_async.testing import NimEmulator
-from nim_async.testing._server import serve_in_thread
 
-from ._support import APP_KEY, APP_SECRET
+from ._cli_process import Arrivals, start, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-_MAIN = "from nim_async._cli import main; main()"
 ACTION = "msg/sendBatchMsg"
 CHUNK = 100
 RECIPIENTS = [f"user{n}" for n in range(2000)]  # 20 chunks, 4 in flight at once
-
-
-class _Arrivals:
-    """An ASGI wrapper that counts the requests that reached the server, before any answer."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.count: Counter[str] = Counter()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            action = scope["path"].rsplit("/nimserver/", 1)[-1].removesuffix(".action")
-            self.count[action] += 1
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture
-def served(emulator: NimEmulator) -> Iterator[tuple[str, _Arrivals]]:
-    arrivals = _Arrivals(emulator.app)
-    with serve_in_thread(arrivals) as base_url:
-        yield base_url, arrivals
-
-
-def _start(
-    tmp_path: Path, base_url: str, *arguments: str, stdin: int | None = None
-) -> subprocess.Popen[str]:
-    env = {
-        "NIM_APP_KEY": APP_KEY,
-        "NIM_APP_SECRET": APP_SECRET,
-        "NIM_BASE_URL": base_url,
-        "PATH": os.environ.get("PATH", ""),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-c", _MAIN, *arguments],
-        cwd=ROOT,
-        env=env,
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_until(condition: Any, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def _batch_command(tmp_path: Path, *extra: str) -> list[str]:
@@ -112,7 +55,7 @@ def _delivered(emulator: NimEmulator) -> Counter[str]:
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_first_signal_waits_for_the_answers_in_flight_and_writes_everything(
     emulator: NimEmulator,
-    served: tuple[str, _Arrivals],
+    served: tuple[str, Arrivals],
     tmp_path: Path,
     sent: signal.Signals,
 ) -> None:
@@ -121,9 +64,9 @@ def test_a_first_signal_waits_for_the_answers_in_flight_and_writes_everything(
     then the same command sends exactly the rest."""
     base_url, arrivals = served
     emulator.set_latency(1.0, ACTION)
-    process = _start(tmp_path, base_url, *_batch_command(tmp_path))
+    process = start(tmp_path, base_url, *_batch_command(tmp_path))
     # The first wave answered, the second on the wire (it arrived; its answer is a second away).
-    _wait_until(lambda: arrivals.count[ACTION] >= 8, "the second wave never arrived")
+    wait_until(lambda: arrivals.count[ACTION] >= 8, "the second wave never arrived")
     process.send_signal(sent)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + sent.value, err
@@ -142,7 +85,7 @@ def test_a_first_signal_waits_for_the_answers_in_flight_and_writes_everything(
     assert err.rstrip().splitlines()[-1].startswith(f"nim-async: stopped by {sent.name}: ")
 
     emulator.set_latency(0.0, ACTION)
-    again = _start(tmp_path, base_url, *_batch_command(tmp_path))
+    again = start(tmp_path, base_url, *_batch_command(tmp_path))
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     assert _delivered(emulator) == Counter(RECIPIENTS)
@@ -150,17 +93,17 @@ def test_a_first_signal_waits_for_the_answers_in_flight_and_writes_everything(
 
 
 def test_a_second_signal_stops_at_once_and_the_resume_settles_what_was_in_flight(
-    emulator: NimEmulator, served: tuple[str, _Arrivals], tmp_path: Path
+    emulator: NimEmulator, served: tuple[str, Arrivals], tmp_path: Path
 ) -> None:
     """SIGTERM, then SIGTERM again while four calls are on the wire for 30 s: exit 143 at
     once, those four chunks written as maybe-sent, the rest as surely unsent; the same
     command settles the four with the service's history and sends the rest: each once."""
     base_url, arrivals = served
     emulator.set_latency(30.0, ACTION)
-    process = _start(tmp_path, base_url, *_batch_command(tmp_path))
-    _wait_until(lambda: arrivals.count[ACTION] >= 4, "the first wave never arrived")
+    process = start(tmp_path, base_url, *_batch_command(tmp_path))
+    wait_until(lambda: arrivals.count[ACTION] >= 4, "the first wave never arrived")
     process.send_signal(signal.SIGTERM)
-    _wait_until(
+    wait_until(
         lambda: process.stderr is not None and process.poll() is None,
         "the process ended on the first signal",
     )
@@ -176,7 +119,7 @@ def test_a_second_signal_stops_at_once_and_the_resume_settles_what_was_in_flight
     assert summary["accepted"] == 0
 
     emulator.set_latency(0.0, ACTION)
-    again = _start(tmp_path, base_url, *_batch_command(tmp_path))
+    again = start(tmp_path, base_url, *_batch_command(tmp_path))
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     assert json.loads(out)["maybe_sent"] == 0
@@ -184,13 +127,13 @@ def test_a_second_signal_stops_at_once_and_the_resume_settles_what_was_in_flight
 
 
 def test_the_grace_period_ends_and_the_calls_still_in_flight_are_maybe_sent(
-    emulator: NimEmulator, served: tuple[str, _Arrivals], tmp_path: Path
+    emulator: NimEmulator, served: tuple[str, Arrivals], tmp_path: Path
 ) -> None:
     """--grace 0.5 with answers 30 s away: SIGINT ends the job half a second later, exit 130."""
     base_url, arrivals = served
     emulator.set_latency(30.0, ACTION)
-    process = _start(tmp_path, base_url, *_batch_command(tmp_path, "--grace", "0.5"))
-    _wait_until(lambda: arrivals.count[ACTION] >= 4, "the first wave never arrived")
+    process = start(tmp_path, base_url, *_batch_command(tmp_path, "--grace", "0.5"))
+    wait_until(lambda: arrivals.count[ACTION] >= 4, "the first wave never arrived")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
@@ -201,13 +144,13 @@ def test_the_grace_period_ends_and_the_calls_still_in_flight_are_maybe_sent(
 
 
 def test_sigterm_stops_a_single_send_with_143(
-    emulator: NimEmulator, served: tuple[str, _Arrivals], tmp_path: Path
+    emulator: NimEmulator, served: tuple[str, Arrivals], tmp_path: Path
 ) -> None:
     """Outside a batch, SIGTERM ends the command with 143 and one line, no traceback."""
     base_url, arrivals = served
     emulator.set_latency(30.0, "msg/sendMsg")
-    process = _start(tmp_path, base_url, "send", "alice", "bob", "hi")
-    _wait_until(lambda: arrivals.count["msg/sendMsg"] >= 1, "the call never arrived")
+    process = start(tmp_path, base_url, "send", "alice", "bob", "hi")
+    wait_until(lambda: arrivals.count["msg/sendMsg"] >= 1, "the call never arrived")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 143
