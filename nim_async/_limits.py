@@ -307,6 +307,20 @@ class _Window:
             return now
         return self.ends[excess] if excess < len(self.ends) else now + self.per
 
+    def nth_free_at(self, now: float, ahead: int) -> float:
+        """The earliest a caller with ``ahead`` callers queued before it can have a slot.
+
+        A lower bound: each slot frees ``per`` after its answer, so the slot
+        that frees at ``t`` frees again no sooner than ``t + per``; a slot in
+        flight frees no sooner than ``now + per``.
+        """
+        self.free_at(now)  # drops the ends that passed
+        held = sorted([*self.ends, *([now + self.per] * self.in_flight)])
+        frees = [now] * max(self.calls - len(held), 0) + held
+        if len(frees) > self.calls:
+            frees = frees[len(frees) - self.calls :]
+        return frees[ahead % self.calls] + (ahead // self.calls) * self.per
+
 
 class _Budget:
     """The windows of one key and one shape of rates."""
@@ -319,6 +333,10 @@ class _Budget:
     def free_at(self, now: float) -> float:
         """Return when every window may have a free slot: ``now``, or the earliest later time."""
         return max(window.free_at(now) for window in self.windows)
+
+    def nth_free_at(self, now: float, ahead: int) -> float:
+        """The earliest every window can have a slot for a caller behind ``ahead`` others."""
+        return max(window.nth_free_at(now, ahead) for window in self.windows)
 
     def take(self) -> None:
         for window in self.windows:
@@ -476,12 +494,16 @@ class LocalLimiter:
         budget = self._budget(budget_key, limits)
         waiters = self._local_waiters(budget_key)
         if waiters.queue.locked():
-            # Behind waiters served first, this one's slot is no nearer than theirs.
+            # Behind waiters served first, this one's slot comes after theirs:
+            # refused at once, with that distance, when it is beyond the bound.
             bound = _WAIT_BOUND.get()
             if bound is not None:
+                ahead = waiters.queue.statistics().tasks_waiting + 1
                 with self._lock:
                     now = self._clock()
-                    ready_at = max(self._blocked_until.get(key, -math.inf), budget.free_at(now))
+                    ready_at = max(
+                        self._blocked_until.get(key, -math.inf), budget.nth_free_at(now, ahead)
+                    )
                 if ready_at > now:
                     bound.refuse_beyond(ready_at - now)
         async with waiters.queue:

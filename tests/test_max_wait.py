@@ -121,7 +121,7 @@ async def test_a_near_slot_is_waited_for_and_the_call_goes() -> None:
 
 
 async def test_waiters_behind_others_fail_at_once_too() -> None:
-    """Queued behind a waiter served first, a call's slot is no nearer than the budget's."""
+    """Queued behind a waiter served first, a call's slot comes a window after that one's."""
     emulator = NimEmulator(APP_KEY, APP_SECRET)
     async with _virtual(emulator, ONE_A_MINUTE, max_wait=LONG_WAIT) as client:
         await client.send_attach_msg("alice", "bob", "first")
@@ -133,8 +133,40 @@ async def test_waiters_behind_others_fail_at_once_too() -> None:
             with anyio.fail_after(PATIENCE), pytest.raises(nim.SlotTimeout) as caught:
                 await hasty.send_attach_msg("alice", "bob", "hasty")
             _clock(client).advance(30)
-    assert caught.value.retry_after == 30
+    # The patient call takes the slot freed at 60 s; the next frees a minute after it.
+    assert caught.value.retry_after == 90
     assert [message.attach for message in emulator.messages] == ["first", "patient"]
+
+
+async def test_a_queue_longer_than_the_bound_is_refused_at_once_from_its_place() -> None:
+    """Three slots in ten seconds, all taken, max_wait 15 s: of six callers queued at once,
+    the first three wait for the slots freeing at 10 s; the other three would start at
+    20 s at the earliest and are refused at once, told so (a handler answers 429 now,
+    not after waiting its max_wait)."""
+    emulator = NimEmulator(APP_KEY, APP_SECRET)
+    limits = nim.RateLimits().with_action("sendAttachMsg", nim.Rate(3, 10))
+    refused: list[float] = []
+
+    async def call(client: nim.NimClient, n: int) -> None:
+        try:
+            await client.send_attach_msg("alice", "bob", f"queued {n}")
+        except nim.SlotTimeout as error:
+            refused.append(error.retry_after)
+
+    async with _virtual(emulator, limits, max_wait=15) as client:
+        for n in range(3):
+            await client.send_attach_msg("alice", "bob", f"first {n}")
+        async with anyio.create_task_group() as group:
+            for n in range(6):
+                group.start_soon(call, client, n)
+                await anyio.sleep(MOMENT)
+            with anyio.fail_after(PATIENCE):
+                while len(refused) < 3:  # noqa: ASYNC110 - no event to wait for
+                    await anyio.sleep(MOMENT)
+            assert len(emulator.calls) == 3
+            _clock(client).advance(10)
+    assert refused == [20, 20, 20]
+    assert [m.attach for m in emulator.messages][3:] == ["queued 0", "queued 1", "queued 2"]
 
 
 async def test_the_default_max_wait_refuses_a_day_long_wait() -> None:
