@@ -231,7 +231,6 @@ class ChunkRunner:
             self._held.append((index, good))
             return
         await self._announce()
-        self._job.count_call()
         group.start_soon(self._send, index, good)
         await self._release_held_after(index, group)
 
@@ -250,7 +249,6 @@ class ChunkRunner:
                 self._slots.release()
                 self._job.record(index, FailedChunk(tuple(chunk), self._job.stopped))
                 continue
-            self._job.count_call()
             group.start_soon(self._send, index, chunk)
 
     def _replay(self, index: int, chunk: list[str], record: ChunkRecord) -> bool:
@@ -286,6 +284,8 @@ class ChunkRunner:
                 # Stopped while this chunk waited for its slot: it stays unsent.
                 waiting.cancel()
                 await anyio.lowlevel.checkpoint()
+            if not sent:
+                self._job.count_call()
             now = time.time()
             if journal is not None:
                 # Durable before the request goes out: after a crash, this

@@ -298,7 +298,7 @@ class BatchJob:
         self._used = True
 
     def count_call(self) -> None:
-        """Count a batch call about to be made."""
+        """Count a batch call about to go out (its first attempt)."""
         self._calls += 1
 
     def stop(self, error: NimError) -> None:
