@@ -367,25 +367,23 @@ class NimEmulator:
         sign a request, they are not part of it (and a form never holds the
         AppSecret). Upload bytes are left out too: a file part shows its size.
 
-        Returns:
-            A dict with these keys; new keys may be added, these keep their meaning:
+        The keys (new ones may be added; these keep their meaning): ``"app_key"``,
+        the emulated app's key; ``"accounts"``, the registered accids, sorted, or
+        ``null`` when every accid exists except those in ``"unregistered"``;
+        ``"unregistered"``, the accids that do not exist, sorted (empty when
+        ``"accounts"`` is a list); ``"calls"``, every request under
+        ``/nimserver/`` in arrival order, rejected ones included, each
+        ``{"action", "status", "code", "at", "form", "files"}`` (the action
+        name, the HTTP status, the JSON ``code`` or ``null`` for an HTML page,
+        the emulator's wall clock in Unix seconds, the form fields, and the size
+        in bytes of each multipart file part); ``"messages"``, every message and
+        custom notification accepted (a batch call: one per delivery), in order,
+        each ``{"action", "msgid", "timetag", "from", "to", "team", "type",
+        "body", "attach", "recalled", "deleted_one_way", "deleted", "read_by"}``,
+        the fields of `StoredMessage` (``from`` for ``from_``; ``read_by`` sorted).
 
-            - ``"app_key"``: the emulated app's key.
-            - ``"accounts"``: the registered accids, sorted; ``null`` when every accid
-              exists except those in ``"unregistered"``.
-            - ``"unregistered"``: the accids that do not exist, sorted; empty when
-              ``"accounts"`` is a list.
-            - ``"calls"``: every request under ``/nimserver/``, in arrival order,
-              rejected ones included, each ``{"action", "status", "code", "at",
-              "form", "files"}``: the action name (``"msg/sendMsg"``), the HTTP
-              status and the JSON ``code`` of the answer (``null`` for an HTML
-              page), the emulator's wall clock in Unix seconds, the form fields,
-              and the size in bytes of each multipart file part by field name.
-            - ``"messages"``: every message and custom notification accepted (a
-              batch call: one per delivery), in order, each ``{"action", "msgid",
-              "timetag", "from", "to", "team", "type", "body", "attach",
-              "recalled", "deleted_one_way", "deleted", "read_by"}``, the fields of
-              `StoredMessage` (``from`` for ``from_``; ``read_by`` sorted).
+        Returns:
+            The state as a dict of JSON-ready values.
         """
         with self._lock:
             accounts = self._world.accounts
