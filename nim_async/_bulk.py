@@ -48,6 +48,8 @@ Recipients = Iterable[str] | AsyncIterable[str]
 ProgressCallback = Callable[[Progress], object]
 # The longest a job goes without reporting its progress, even while it waits.
 PROGRESS_EVERY = 1.0
+# The longest an answer's journal write may hold up a job stopped at once.
+_JOURNAL_WRITE_TIME = 5.0
 
 
 def check_max_concurrency(value: object) -> int:
@@ -230,7 +232,13 @@ class ChunkRunner:
             self._slots.release()
             self._held.append((index, good))
             return
-        await self._announce()
+        try:
+            await self._announce()
+        except BaseException as cause:
+            # The caller's callback failed, or a cancel came: the chunk still gets its place.
+            self._slots.release()
+            self._cut_off(index, good, sent=False, cause=cause)
+            raise
         group.start_soon(self._send, index, good)
         await self._release_held_after(index, group)
 
@@ -243,8 +251,10 @@ class ChunkRunner:
         if self._held:
             await self._announce()
         while self._held:
-            index, chunk = self._held.pop(0)
+            # Taken from the list only with its slot: a cancel while waiting
+            # leaves it there, for `run` to place.
             await self._slots.acquire()
+            index, chunk = self._held.pop(0)
             if self._job.stopped is not None:
                 self._slots.release()
                 self._job.record(index, FailedChunk(tuple(chunk), self._job.stopped))
@@ -303,7 +313,9 @@ class ChunkRunner:
                 await self._send_and_record(index, chunk, digest, on_send, lambda: sent)
             except BaseException as cause:
                 stopped = self._job.stopped
-                if waiting.cancel_called and not sent and stopped is not None:
+                if self._job.recorded(index):
+                    pass  # its answer came and is recorded
+                elif waiting.cancel_called and not sent and stopped is not None:
                     self._job.record(index, FailedChunk(tuple(chunk), stopped))
                 else:
                     # Cancelled, or stopped by an unexpected error: the chunk still
@@ -332,15 +344,19 @@ class ChunkRunner:
                 self._job.stop(error)
         else:
             outcome = read_answer(chunk, answer, self._endpoint.action)
-        if journal is not None and was_sent():
-            try:
-                await journal.write(index, record_of(digest, outcome, at=time.time()))
-            except JournalUnavailable as error:
-                # Its record stays "sending": a resume finds it maybe-sent, and
-                # nothing more goes out unrecorded.
-                self._job.stop(error)
+        # The answer is known: recorded first, so that a cancel during the
+        # journal's write cannot turn it back into "may have been sent".
         self._job.record(index, outcome)
         _count_recipients(self._endpoint.action, outcome)
+        if journal is not None and was_sent():
+            # Shielded, briefly: a stop at once still leaves the journal true.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_JOURNAL_WRITE_TIME):
+                try:
+                    await journal.write(index, record_of(digest, outcome, at=time.time()))
+                except JournalUnavailable as error:
+                    # Its record stays "sending": a resume finds it maybe-sent, and
+                    # nothing more goes out unrecorded.
+                    self._job.stop(error)
 
     async def _announce(self) -> None:
         """The first report: before the first call, after any replay from the journal."""

@@ -6,12 +6,15 @@ gentle stop on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import contextlib
 import itertools
 import json
 import signal
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -30,6 +33,10 @@ from ._results import BatchJob, BatchResult, Progress
 
 __all__ = ["DEFAULT_GRACE", "add_batch_command"]
 
+# Recipients read from a file at once.
+_READ_BLOCK = 500
+# How often a job waiting on a quiet stream looks whether it was stopped.
+_STOP_CHECK = 0.1
 # Seconds a first SIGINT or SIGTERM waits for the answers in flight: a batch
 # call is answered in well under a second, and systemd and Kubernetes wait
 # 30 s before they kill.
@@ -143,6 +150,7 @@ class _BatchRun:
     journal: _CountingJournal | None = None
     job: BatchJob | None = None
     recipients: Recipients | None = None
+    leftover: collections.deque[str] = attrs.Factory(collections.deque)
     started: bool = False
 
     @property
@@ -163,9 +171,80 @@ class _BatchRun:
             _say(estimate_line(estimate, progress, self.count))
         self.bar(progress)
 
-    def stop_on_bad_input(self, reason: str) -> None:
-        if self.job is not None:
-            self.job.stop(_Stopped(f"the job stopped at a line it cannot read: {reason}"))
+    async def accids(self, job: BatchJob) -> AsyncIterator[str]:
+        """The recipients, read off the event loop when they come from a stream: a
+        quiet writer must not hold up the answers in flight, the bar or a signal.
+
+        Recipients read and not yet taken wait in `leftover` (part of the unread
+        rest if the job stops). A stopped job takes no more; a line that cannot
+        be read stops the job.
+        """
+        recipients = self.recipients
+        assert recipients is not None
+        stopped = anyio.Event()
+        job.on_stop(stopped.set)
+        if recipients.is_stream:
+            async for accid in self._from_thread(recipients, stopped):
+                yield accid
+        else:
+            source = iter(recipients)
+            while not stopped.is_set():
+                self.leftover.extend(itertools.islice(source, _READ_BLOCK))
+                if not self.leftover:
+                    break
+                while self.leftover:
+                    yield self.leftover.popleft()
+        if recipients.bad is not None:
+            job.stop(_Stopped(f"the job stopped at a line it cannot read: {recipients.bad}"))
+
+    async def _from_thread(
+        self, recipients: Recipients, stopped: anyio.Event
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        wake = [anyio.Event()]
+        finished = threading.Event()
+
+        def poke() -> None:
+            wake[0].set()
+
+        def pump() -> None:
+            # A daemon thread: a writer that never closes the pipe must not keep
+            # the process alive once the job is over.
+            try:
+                for accid in recipients:
+                    self.leftover.append(accid)
+                    if len(self.leftover) == 1:
+                        loop.call_soon_threadsafe(poke)
+                    if stopped.is_set():
+                        return
+            finally:
+                finished.set()
+                with contextlib.suppress(RuntimeError):  # the loop is gone
+                    loop.call_soon_threadsafe(poke)
+
+        reader = threading.Thread(target=pump, name="nim-async input", daemon=True)
+        reader.start()
+        try:
+            async for accid in self._taken(stopped, wake, finished):
+                yield accid
+        finally:
+            if reader.is_alive():
+                # Blocked in a read: closing the stream would wait for that read.
+                recipients.abandon()
+
+    async def _taken(
+        self, stopped: anyio.Event, wake: list[anyio.Event], finished: threading.Event
+    ) -> AsyncIterator[str]:
+        while not stopped.is_set():
+            while self.leftover and not stopped.is_set():
+                yield self.leftover.popleft()
+            if finished.is_set() and not self.leftover:
+                return
+            wake[0] = anyio.Event()
+            if self.leftover or finished.is_set():
+                continue
+            with anyio.move_on_after(_STOP_CHECK):
+                await wake[0].wait()
 
 
 async def _send_pass(
@@ -173,13 +252,9 @@ async def _send_pass(
 ) -> BatchResult:
     """Read the input from its start and run the job on it (a resumed one sends only what
     its journal does not record as done)."""
+    run.leftover.clear()
     run.recipients = inputs.enter_context(
-        Recipients(
-            args.to,
-            args.column,
-            keep_duplicates=args.keep_duplicates,
-            on_bad=run.stop_on_bad_input,
-        )
+        Recipients(args.to, args.column, keep_duplicates=args.keep_duplicates)
     )
     run.journal = None if args.journal is None else _CountingJournal(args.journal)
     run.started = False
@@ -191,7 +266,7 @@ async def _send_pass(
     send = getattr(run.client, run.method)
     content = args.content if args.attach else Text(args.content)
     result: BatchResult = await send(
-        args.sender, iter(run.recipients), content, on_progress=run.on_progress, job=job
+        args.sender, run.accids(job), content, on_progress=run.on_progress, job=job
     )
     return result
 
@@ -416,10 +491,16 @@ def _report(result: BatchResult, run: _BatchRun, args: argparse.Namespace) -> No
     """
     unsent = [a for chunk in result.failed if not chunk.may_have_been_sent for a in chunk.accids]
     maybe = (a for chunk in result.failed if chunk.may_have_been_sent for a in chunk.accids)
-    rest: Iterable[str] = () if run.recipients is None else run.recipients
-    unknown_rest = run.signals.received is not None and args.to == "-"
+    rest: Iterable[str] = run.leftover
+    if run.recipients is not None:
+        rest = itertools.chain(run.leftover, run.recipients)
+    bad = run.recipients is not None and run.recipients.bad is not None
+    # The rest of a stream after a signal may never come, and after a bad line
+    # it cannot be read: unknown, not read.
+    stopped = run.signals.received is not None or result.stopped is not None
+    unknown_rest = bad or (stopped and run.count is None)
     if unknown_rest:
-        rest = ()
+        rest = tuple(run.leftover)  # a stream's reader may still be adding to it
     written, problem = _write(args.failed_to, itertools.chain(unsent, rest))
     _, maybe_problem = _write(args.maybe_sent_to, maybe)
     unread = None if unknown_rest else written - len(unsent)

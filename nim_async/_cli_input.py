@@ -11,7 +11,7 @@ import io
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,9 +37,8 @@ class Recipients:
     read is kept in a set (about 100 bytes each, 100 MB for a million).
 
     A line that cannot be read mid-job (not UTF-8, not CSV, a cell over the
-    CSV module's field limit) ends the recipients there and calls ``on_bad``
-    with the reason, so that the job stops as it does for any other cause;
-    `bad` keeps the reason.
+    CSV module's field limit) ends the recipients there; `bad` keeps the
+    reason, for the job to stop as it does for any other cause.
     """
 
     def __init__(
@@ -48,16 +47,15 @@ class Recipients:
         column: str | None,
         *,
         keep_duplicates: bool = False,
-        on_bad: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self._column = column
         self._seen: set[str] | None = None if keep_duplicates else set()
-        self._on_bad = on_bad
         self.duplicates = 0
         self.bad: str | None = None
         self._stream: TextIO | None = None
         self._rows: Iterator[str] | None = None
+        self._abandoned = False
 
     def __enter__(self) -> Recipients:
         """Open the source and read its first line (the header, or a check for CSV).
@@ -74,9 +72,23 @@ class Recipients:
             raise
         return self
 
+    def abandon(self) -> None:
+        """Leave the stream open at the end: a thread of ours is blocked reading it."""
+        self._abandoned = True
+
     def __exit__(self, *exc_info: object) -> None:
-        if self._stream is not None and self.source != "-":
+        if self._stream is None or self._abandoned:
+            return
+        if self.source != "-":
             self._stream.close()
+        elif self._stream is not sys.stdin and isinstance(self._stream, io.TextIOWrapper):
+            # Our decoding wrapper, not stdin's: closing it would close stdin.
+            self._stream.detach()
+
+    @property
+    def is_stream(self) -> bool:
+        """Standard input or a pipe: read once, and a read may wait on its writer."""
+        return self.source == "-" or not Path(self.source).is_file()
 
     def __iter__(self) -> Iterator[str]:
         assert self._rows is not None, "use Recipients in a with block"
@@ -117,7 +129,7 @@ class Recipients:
                     f"its first row is {_shown(names)}"
                 )
             return self._accids(rows, names.index(self._column), ())
-        if first is not None and len([cell for cell in first if cell.strip()]) > 1:
+        if first is not None and len(first) > 1:
             raise _Exit(
                 f"{_name(self.source)} is CSV (its first row is {_shown(first)}): "
                 "name the column of accids with --column"
@@ -148,8 +160,6 @@ class Recipients:
 
     def _stop(self, reason: str) -> None:
         self.bad = f"{_name(self.source)}, {reason}; the lines after it were not read"
-        if self._on_bad is not None:
-            self._on_bad(self.bad)
 
 
 def _chain(first: Iterable[list[str]], rows: Iterator[list[str]]) -> Iterator[list[str]]:
@@ -237,6 +247,10 @@ def write_whole(path: str, lines: Iterable[str]) -> int:
                 written += 1
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp makes it private (0600): give it the mode a plain open would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):

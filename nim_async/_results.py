@@ -331,6 +331,10 @@ class BatchJob:
             self._done += len(outcome.accids)
             self._failed += 1
 
+    def recorded(self, index: int) -> bool:
+        """Whether chunk ``index`` has its outcome."""
+        return index in self._outcomes
+
     def went_out(self, index: int, at: float, hold: float) -> None:
         """Note when chunk ``index``'s request went out, in seconds since the epoch, and the
         longest it could take. The last attempt counts: an attempt is retried only after

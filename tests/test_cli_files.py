@@ -139,7 +139,7 @@ def test_a_bad_line_mid_job_on_stdin_stops_the_job_with_its_summary(
     )  # fmt: skip
     assert done.returncode == 2
     summary = json.loads(done.stdout)
-    assert summary["stopped"] == "unreadable input"
+    assert (summary["stopped"], summary["unread"]) == ("unreadable input", None)
     delivered = _delivered(emulator)
     assert summary["accepted"] == sum(delivered.values())
     sent_or_written = sorted([*delivered, *unsent.read_text().splitlines()])
