@@ -5,7 +5,6 @@ processes, real SIGKILL, and the server's own count of what arrived."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,10 +16,10 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
+from ._cli_process import start
 from ._support import APP_KEY, APP_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
-_MAIN = "from nim_async._cli import main; main()"
 # 200 chunks of 10 for sendBatchAttachMsg: more than the 120 calls a minute allows.
 COUNT = 2000
 BUDGET = 120
@@ -45,22 +44,8 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 
 def _cli(tmp_path: Path, base_url: str, *arguments: str) -> subprocess.Popen[str]:
-    env = {
-        "NIM_APP_KEY": APP_KEY,
-        "NIM_APP_SECRET": APP_SECRET,
-        "NIM_BASE_URL": base_url,
-        "PATH": os.environ.get("PATH", ""),
-        # The default limiter file, in the test's own folder.
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-c", _MAIN, "batch", *arguments],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """``nim-async batch`` as a process, its default limiter file in the test's own folder."""
+    return start(tmp_path, base_url, "batch", *arguments)
 
 
 def _restart_inside_the_window(emulator: NimEmulator, start: object) -> None:
