@@ -1,4 +1,4 @@
-"""CheckSum signing, as an ``httpx.Auth`` so that every attempt is signed afresh."""
+"""CheckSum signing: fresh headers for every attempt, also as an ``httpx.Auth``."""
 
 from __future__ import annotations
 
@@ -59,11 +59,18 @@ class CheckSumAuth(httpx.Auth):
         self._sign(request)
         yield request
 
-    def _sign(self, request: httpx.Request) -> None:
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """A fresh ``AppKey``, ``Nonce``, ``CurTime`` and ``CheckSum``, as raw header pairs."""
         # 16 random bytes as 32 hex characters: well inside the 128-character limit.
         nonce = secrets.token_hex(16)
         cur_time = str(int(self._clock()))
-        request.headers["AppKey"] = self._app_key
-        request.headers["Nonce"] = nonce
-        request.headers["CurTime"] = cur_time
-        request.headers["CheckSum"] = checksum(self._app_secret, nonce, cur_time)
+        return [
+            (b"AppKey", self._app_key.encode()),
+            (b"Nonce", nonce.encode()),
+            (b"CurTime", cur_time.encode()),
+            (b"CheckSum", checksum(self._app_secret, nonce, cur_time).encode()),
+        ]
+
+    def _sign(self, request: httpx.Request) -> None:
+        for name, value in self.headers():
+            request.headers[name.decode()] = value.decode()

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import enum
 import math
+import ssl
 import weakref
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -22,11 +23,12 @@ import httpx
 from ._auth import CheckSumAuth
 from ._clock import ServerClock
 from ._config import int_between, refuse
-from ._errors import ClientStateError
+from ._errors import ClientStateError, ConfigurationError
 from ._http import Hosts
 from ._limits import Limiter, LimiterStats, RateLimits, shared_local_limiter
 from ._pipeline import Pipeline
 from ._retry import RetryPolicy
+from ._wire import Wire, default_routes
 
 __all__ = [
     "CHINA_URL",
@@ -198,6 +200,7 @@ class BaseClient:
         batch_size: int = DEFAULT_BATCH_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
         max_wait: float | None = DEFAULT_MAX_WAIT,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         self._app_key = _text("app_key", app_key)
         self._clock = ServerClock()
@@ -211,20 +214,35 @@ class BaseClient:
             raise refuse("max_connections", "an int of at least 1", max_connections)
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise refuse("transport", "an httpx.AsyncBaseTransport or None", transport)
+        if verify is not None and not isinstance(verify, ssl.SSLContext):
+            raise refuse("verify", "an ssl.SSLContext or None", verify)
+        if verify is not None and transport is not None:
+            raise ConfigurationError(
+                "verify is for the default transport; give your own transport its TLS context"
+            )
         self._batch_size = _checked_batch_size(batch_size)
         http_timeout = _checked_timeout(timeout)
-        self._http = httpx.AsyncClient(
-            base_url=hosts.current,
-            auth=CheckSumAuth(self._app_key, secret, clock=self._clock.now),
+        routes: dict[str, httpx.AsyncBaseTransport] = {}
+        if transport is None:
+            # httpx's defaults: certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR.
+            context = verify if verify is not None else httpx.create_ssl_context()
+            try:
+                transport, routes = default_routes(context, max_connections)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "a proxy named by the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) "
+                    f"cannot be used: {exc}"
+                ) from None
+        auth = CheckSumAuth(self._app_key, secret, clock=self._clock.now)
+        self._wire = Wire(
+            transport,
+            routes=routes,
             timeout=http_timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"User-Agent": USER_AGENT},
-            transport=transport,
+            signature=auth.headers,
+            user_agent=USER_AGENT,
         )
         self._pipeline = Pipeline(
-            self._http,
+            self._wire,
             hosts=hosts,
             clock=self._clock,
             app_key=self._app_key,
@@ -281,12 +299,12 @@ class BaseClient:
     @property
     def timeout(self) -> httpx.Timeout:
         """The timeouts of each request; setting a number sets every phase."""
-        return self._http.timeout
+        return self._wire.timeout
 
     @timeout.setter
     def timeout(self, value: float | httpx.Timeout) -> None:
         checked = _checked_timeout(value)
-        self._http.timeout = checked
+        self._wire.timeout = checked
         self._pipeline.hold = _hold_time(checked)
 
     @property
@@ -331,7 +349,7 @@ class BaseClient:
         """
         self._state = _State.CLOSED
         self._pipeline.close()
-        await self._http.aclose()
+        await self._wire.aclose()
 
     def with_options(self: _Client, *, max_wait: float | _Keep | None = _Keep.MAX_WAIT) -> _Client:
         """A view of this client that shares its connection pool, limiter and lifecycle.

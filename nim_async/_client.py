@@ -61,10 +61,17 @@ class NimClient(BaseClient):
         timeout: Seconds for each phase of a request, or an ``httpx.Timeout``.
         max_connections: The connection pool's size.
         batch_size: Recipients per batch call (at most 100 when msg ids are asked for).
-        transport: Any ``httpx.AsyncBaseTransport``, e.g. ``NimEmulator.transport()``.
+        transport: Any ``httpx.AsyncBaseTransport``, e.g. ``NimEmulator.transport()``
+            or ``httpx.AsyncHTTPTransport()``. None: aiohttp's connection pool
+            behind httpx's interface (a fraction of httpcore's CPU per call),
+            with httpx's TLS defaults and the environment's ``HTTP_PROXY``,
+            ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` read as httpx reads them.
         max_wait: The longest a call waits for its rate-limit slot, in seconds
             (``DEFAULT_MAX_WAIT``, 10 s); a slot known to come later fails the
             call at once with ``SlotTimeout``. None waits as long as the budget needs.
+        verify: The TLS context that checks NIM's certificate, for the default
+            transport (a transport of your own brings its own). None: certifi's
+            certificate authorities, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
 
     Raises:
         ConfigurationError: An argument of the wrong type or out of range.

@@ -31,12 +31,14 @@ class ServerClock:
         local: The local wall clock, Unix seconds.
     """
 
-    __slots__ = ("_local", "_warned", "offset")
+    __slots__ = ("_last_date", "_local", "_warned", "offset")
 
     def __init__(self, local: Callable[[], float] = time.time) -> None:
         self._local = local
         self._warned = False
         self.offset = 0.0
+        # A Date has whole seconds: most answers repeat the last one's, parsed once.
+        self._last_date: tuple[str, float] = ("", 0.0)
 
     def now(self) -> float:
         """The server's time as far as we know it, Unix seconds: what ``CurTime`` is signed with."""
@@ -50,10 +52,14 @@ class ServerClock:
         """
         if not date_header:
             return None
-        try:
-            server = parsedate_to_datetime(date_header).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+        if date_header == self._last_date[0]:
+            server = self._last_date[1]
+        else:
+            try:
+                server = parsedate_to_datetime(date_header).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+            self._last_date = (date_header, server)
         skew = server - self._local()
         if abs(skew - self.offset) <= SKEW_TO_CORRECT:
             return None

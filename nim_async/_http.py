@@ -32,6 +32,7 @@ from ._errors import (
     error_for_code,
 )
 from ._uploads import Upload
+from ._wire import Wire
 
 __all__ = ["MAX_ANSWER_BYTES", "Deadlines", "Hosts", "exchange"]
 
@@ -87,7 +88,7 @@ class _LargeForm:
             yield piece
 
 
-_FORM_HEADERS = httpx.Headers({"Content-Type": FORM_CONTENT_TYPE})
+_FORM_TYPE = FORM_CONTENT_TYPE.encode()
 # The form's names are a few dozen NIM parameters: each is escaped once.
 _ESCAPED_NAMES: dict[str, str] = {}
 
@@ -107,19 +108,27 @@ def _form_body(fields: Mapping[str, str]) -> bytes:
     return "&".join(parts).encode("utf-8")
 
 
-def _form_request(
-    http: httpx.AsyncClient, url: httpx.URL, fields: Mapping[str, str]
-) -> httpx.Request:
+def _form_request(wire: Wire, url: httpx.URL, fields: Mapping[str, str]) -> httpx.Request:
     if max(map(len, fields.values()), default=0) <= _STREAM_VALUES_OVER:
-        return http.build_request("POST", url, content=_form_body(fields), headers=_FORM_HEADERS)
+        body = _form_body(fields)
+        return wire.form_request(url, body, content_type=_FORM_TYPE, length=len(body))
     large = _LargeForm(fields)
-    headers = {"Content-Type": FORM_CONTENT_TYPE, "Content-Length": str(large.length)}
-    return http.build_request("POST", url, content=large, headers=headers)
+    return wire.form_request(url, large, content_type=_FORM_TYPE, length=large.length)
+
+
+def _header(response: httpx.Response, name: bytes) -> str | None:
+    # From the raw pairs: httpx.Headers' lookups decode every header on each call.
+    for key, value in response.headers.raw:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def _read_capped(response: httpx.Response, action: str) -> bytes:
     body = bytearray()
-    async for piece in response.aiter_bytes():
+    # httpx decodes a Content-Encoding; a plain answer is read as it comes.
+    pieces = response.aiter_bytes() if _header(response, b"content-encoding") else response.stream
+    async for piece in pieces:  # type: ignore[union-attr]
         body += piece
         if len(body) > MAX_ANSWER_BYTES:
             desc = f"HTTP {response.status_code}: an answer over {MAX_ANSWER_BYTES} bytes"
@@ -246,7 +255,7 @@ class Deadlines:
 
 
 async def exchange(
-    http: httpx.AsyncClient,
+    wire: Wire,
     hosts: Hosts,
     clock: ServerClock,
     action: str,
@@ -259,7 +268,7 @@ async def exchange(
     """POST one attempt of ``action`` and return its answer (code 200).
 
     Args:
-        http: The client's pool.
+        wire: The client's transports.
         hosts: Where the service is; an unreachable host is passed over.
         clock: Learns the server's time from each answer's ``Date``.
         action: The NIM action, e.g. ``"msg/sendMsg"``.
@@ -280,7 +289,7 @@ async def exchange(
     deadlines.watch(scope, deadline)
     try:
         with scope:
-            return await _post_to_hosts(http, hosts, clock, action, fields, upload)
+            return await _post_to_hosts(wire, hosts, clock, action, fields, upload)
     except httpx.HTTPError as exc:
         raise _translated(exc, action) from exc
     finally:
@@ -291,7 +300,7 @@ async def exchange(
 
 
 async def _post_to_hosts(
-    http: httpx.AsyncClient,
+    wire: Wire,
     hosts: Hosts,
     clock: ServerClock,
     action: str,
@@ -301,7 +310,7 @@ async def _post_to_hosts(
     for tried in range(1, len(hosts.urls) + 1):
         base = hosts.current
         try:
-            return await _post(http, hosts.action_url(action), clock, action, fields, upload)
+            return await _post(wire, hosts.action_url(action), clock, action, fields, upload)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             hosts.unreachable(base)
             if tried == len(hosts.urls):
@@ -310,7 +319,7 @@ async def _post_to_hosts(
 
 
 async def _post(
-    http: httpx.AsyncClient,
+    wire: Wire,
     url: httpx.URL,
     clock: ServerClock,
     action: str,
@@ -318,23 +327,21 @@ async def _post(
     upload: Upload | None,
 ) -> Answer:
     if upload is None:
-        return await _send(http, _form_request(http, url, fields), clock, action)
+        return await _send(wire, _form_request(wire, url, fields), clock, action)
     with upload.open() as stream:
         files = {"content": (upload.filename, stream)}
-        request = http.build_request("POST", url, data=dict(fields), files=files)
-        return await _send(http, request, clock, action)
+        request = wire.multipart_request(url, dict(fields), files)
+        return await _send(wire, request, clock, action)
 
 
-async def _send(
-    http: httpx.AsyncClient, request: httpx.Request, clock: ServerClock, action: str
-) -> Answer:
-    response = await http.send(request, stream=True)
+async def _send(wire: Wire, request: httpx.Request, clock: ServerClock, action: str) -> Answer:
+    response = await wire.send(request)
     try:
         body = await _read_capped(response, action)
     finally:
         await response.aclose()
     before = clock.offset
-    clock.observe(response.headers.get("date"))
+    clock.observe(_header(response, b"date"))
     try:
         return _decode(response.status_code, body, action)
     except ParameterError as error:

@@ -22,7 +22,6 @@ from typing import TypeVar, cast
 
 import anyio
 import attrs
-import httpx
 
 from ._actions import canonical_action
 from ._clock import ServerClock
@@ -45,6 +44,7 @@ from ._retry import RetryPolicy
 from ._telemetry import telemetry
 from ._uploads import Upload
 from ._validate import check_recipients, validate
+from ._wire import Wire
 
 __all__ = ["Pipeline"]
 
@@ -94,7 +94,7 @@ class Pipeline:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        wire: Wire,
         *,
         hosts: Hosts,
         clock: ServerClock,
@@ -107,7 +107,7 @@ class Pipeline:
         pool_timeout: float | None,
         max_wait: float | None = None,
     ) -> None:
-        self._http = http
+        self._wire = wire
         self.hosts = hosts
         self._clock = clock
         self._app_key = app_key
@@ -391,7 +391,7 @@ class Pipeline:
                     if on_send is not None:
                         await on_send()
                     answer = await exchange(
-                        self._http,
+                        self._wire,
                         self.hosts,
                         self._clock,
                         action,

@@ -20,6 +20,7 @@ __all__ = [
     "APP_SECRET",
     "BASE_URL",
     "FAST_RETRY",
+    "Wire",
     "china_midnight",
     "free_port",
     "listens_soon",
@@ -48,16 +49,21 @@ def past_nos_range() -> tuple[dt.datetime, dt.datetime]:
     return end - dt.timedelta(days=2), end
 
 
+# make_client's keywords that pick a transport over real sockets (the `wire` fixture).
+Wire = dict[str, Any]
+
+
 def make_client(
     target: NimEmulator | httpx.AsyncBaseTransport | None = None, /, **overrides: Any
 ) -> nim.NimClient:
     """A NimClient of the test app, sending through an emulator or any transport.
 
-    Without ``target`` it uses httpx's own transport, for ``base_url=`` a served
-    emulator. Defaults: APP_KEY and APP_SECRET, BASE_URL, no client-side rate
-    limits, a fresh ``LocalLimiter`` of its own (so no test shares a budget with
-    another), FAST_RETRY. Every keyword (``app_key`` and ``app_secret`` included)
-    replaces its default; ``limiter=None`` gives the process-wide limiter.
+    Without ``target`` it uses the client's default transport (aiohttp's pool),
+    for ``base_url=`` a served emulator. Defaults: APP_KEY and APP_SECRET,
+    BASE_URL, no client-side rate limits, a fresh ``LocalLimiter`` of its own
+    (so no test shares a budget with another), FAST_RETRY. Every keyword
+    (``app_key`` and ``app_secret`` included) replaces its default;
+    ``limiter=None`` gives the process-wide limiter.
     """
     transport = target.transport() if isinstance(target, NimEmulator) else target
     options: dict[str, Any] = {

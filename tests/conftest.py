@@ -11,6 +11,7 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 import nim_async as nim
@@ -18,7 +19,7 @@ from nim_async.testing import NimEmulator
 from nim_async.testing._server import serve_in_thread
 
 from ._cli_process import Arrivals
-from ._support import APP_KEY, APP_SECRET, free_port, listens_soon, make_client
+from ._support import APP_KEY, APP_SECRET, Wire, free_port, listens_soon, make_client
 
 # The plugin users enable the same way; it provides the `nim_emulator` fixture.
 pytest_plugins = ["nim_async.testing.pytest_plugin"]
@@ -82,3 +83,12 @@ def served(emulator: NimEmulator) -> Iterator[tuple[str, Arrivals]]:
     arrivals = Arrivals(emulator.app)
     with serve_in_thread(arrivals) as base_url:
         yield base_url, arrivals
+
+
+@pytest.fixture(params=["aiohttp", "httpcore"])
+def wire(request: pytest.FixtureRequest) -> Wire:
+    """The two transports a client meets over sockets: its default (aiohttp's
+    pool) and httpx's own, which users may pass as ``transport=``."""
+    if request.param == "httpcore":
+        return {"transport": httpx.AsyncHTTPTransport()}
+    return {}

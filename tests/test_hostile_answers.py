@@ -12,7 +12,7 @@ import pytest
 import nim_async as nim
 
 from ._hostile import Piece, hostile_server, http_answer
-from ._support import make_client
+from ._support import Wire, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +33,7 @@ UNREADABLE: dict[str, list[Piece]] = {
 
 @pytest.mark.parametrize("name", sorted(UNREADABLE))
 async def test_an_unreadable_answer_is_a_malformed_answer_that_may_have_been_carried_out(
+    wire: Wire,
     name: str,
 ) -> None:
     """The request went out: the error says so, and a send is not repeated."""
@@ -43,7 +44,7 @@ async def test_an_unreadable_answer_is_a_malformed_answer_that_may_have_been_car
         return UNREADABLE[name]
 
     with hostile_server(script) as url:
-        async with make_client(base_url=url) as client:
+        async with make_client(**wire, base_url=url) as client:
             with pytest.raises(nim.MalformedAnswer) as caught:
                 await client.send_msg("alice", "bob", nim.Text("hi"))
     assert caught.value.may_have_been_carried_out
@@ -62,11 +63,11 @@ async def test_an_unreadable_answer_is_a_malformed_answer_that_may_have_been_car
     ],
 )
 async def test_a_5xx_or_an_undocumented_code_may_have_been_carried_out(
-    answer: list[Piece], error: type[nim.NimAPIError]
+    wire: Wire, answer: list[Piece], error: type[nim.NimAPIError]
 ) -> None:
     """Only documented refusals are "surely unsent"; a batch chunk says may-have-been-sent."""
     with hostile_server(lambda path, body: answer) as url:
-        async with make_client(base_url=url) as client:
+        async with make_client(**wire, base_url=url) as client:
             with pytest.raises(error) as caught:
                 await client.send_attach_msg("alice", "bob", "x")
             result = await client.send_batch_attach_msg("alice", ["bob", "carol"], "x")
@@ -77,11 +78,13 @@ async def test_a_5xx_or_an_undocumented_code_may_have_been_carried_out(
 
 
 @pytest.mark.parametrize("code", [403, 404, 414, 416, 508, 804])
-async def test_a_documented_refusal_is_surely_unsent(code: int) -> None:
+async def test_a_documented_refusal_is_surely_unsent(wire: Wire, code: int) -> None:
     """A refusal made before acting: safe to resend once fixed."""
     refusal = http_answer(json.dumps({"code": code, "desc": "no"}).encode())
     with hostile_server(lambda path, body: refusal) as url:
-        async with make_client(base_url=url, retry=nim.RetryPolicy(max_attempts=1)) as client:
+        async with make_client(
+            **wire, base_url=url, retry=nim.RetryPolicy(max_attempts=1)
+        ) as client:
             result = await client.send_batch_attach_msg("alice", ["bob"], "x")
     (failed,) = result.failed
     assert isinstance(failed.error, nim.NimAPIError)
@@ -89,11 +92,11 @@ async def test_a_documented_refusal_is_surely_unsent(code: int) -> None:
     assert not failed.may_have_been_sent
 
 
-async def test_an_answer_naming_strangers_fails_its_chunk_as_maybe_sent() -> None:
+async def test_an_answer_naming_strangers_fails_its_chunk_as_maybe_sent(wire: Wire) -> None:
     """unregister naming accids the chunk did not carry contradicts the request."""
     strangers = http_answer(b'{"code":200,"unregister":["x","y","z"]}')
     with hostile_server(lambda path, body: strangers) as url:
-        async with make_client(base_url=url) as client:
+        async with make_client(**wire, base_url=url) as client:
             result = await client.send_batch_attach_msg("alice", ["a"], "x")
     assert result.accepted == 0
     assert not result.ok
@@ -103,7 +106,7 @@ async def test_an_answer_naming_strangers_fails_its_chunk_as_maybe_sent() -> Non
     assert failed.accids == ("a",)
 
 
-async def test_one_unreadable_chunk_fails_alone_and_the_job_goes_on() -> None:
+async def test_one_unreadable_chunk_fails_alone_and_the_job_goes_on(wire: Wire) -> None:
     """A broken answer mid-job: its chunk fails, every other chunk is accepted."""
     seen: list[int] = []
 
@@ -115,7 +118,7 @@ async def test_one_unreadable_chunk_fails_alone_and_the_job_goes_on() -> None:
 
     recipients = [f"u{number}" for number in range(10)]
     with hostile_server(script) as url:
-        async with make_client(base_url=url, batch_size=2) as client:
+        async with make_client(**wire, base_url=url, batch_size=2) as client:
             result = await client.send_batch_attach_msg("alice", recipients, "x", max_concurrency=1)
     assert result.calls == 5
     assert result.accepted == 8
@@ -124,13 +127,13 @@ async def test_one_unreadable_chunk_fails_alone_and_the_job_goes_on() -> None:
     assert failed.may_have_been_sent
 
 
-async def test_a_dripping_answer_is_cut_at_the_attempt_deadline() -> None:
+async def test_a_dripping_answer_is_cut_at_the_attempt_deadline(wire: Wire) -> None:
     """A byte every 0.1 s keeps every read within its timeout; the attempt's deadline ends it."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
     drip = [(head, 0.0)] + [(b" ", 0.1)] * 1000
     with hostile_server(lambda path, body: drip) as url:
         # Four phases of 0.25 s: the whole attempt may take one second.
-        async with make_client(base_url=url, timeout=0.25) as client:
+        async with make_client(**wire, base_url=url, timeout=0.25) as client:
             started = time.monotonic()
             with pytest.raises(nim.NimTimeout) as caught:
                 await client.send_attach_msg("alice", "bob", "x")
@@ -140,9 +143,9 @@ async def test_a_dripping_answer_is_cut_at_the_attempt_deadline() -> None:
     assert elapsed < 30
 
 
-async def test_a_well_formed_answer_through_the_hostile_server_is_read() -> None:
+async def test_a_well_formed_answer_through_the_hostile_server_is_read(wire: Wire) -> None:
     """The server itself is sound: a normal answer gives a normal result."""
     with hostile_server(lambda path, body: SENT) as url:
-        async with make_client(base_url=url) as client:
+        async with make_client(**wire, base_url=url) as client:
             sent = await client.send_msg("alice", "bob", nim.Text("hi"))
     assert (sent.msgid, sent.timetag) == (1, 2)

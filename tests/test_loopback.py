@@ -12,7 +12,7 @@ import pytest
 import nim_async as nim
 from nim_async.testing import NimEmulator
 
-from ._support import FAST_RETRY, free_port, make_client
+from ._support import FAST_RETRY, Wire, free_port, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -23,10 +23,12 @@ def served(emulator: NimEmulator) -> Iterator[str]:
         yield base_url
 
 
-async def test_sends_over_a_real_connection_pool(served: str, emulator: NimEmulator) -> None:
+async def test_sends_over_a_real_connection_pool(
+    wire: Wire, served: str, emulator: NimEmulator
+) -> None:
     """Fifty concurrent sends share one pooled client over TCP, all accepted."""
     async with (
-        make_client(base_url=served, max_connections=10, retry=nim.RetryPolicy()) as client,
+        make_client(**wire, base_url=served, max_connections=10, retry=nim.RetryPolicy()) as client,
         anyio.create_task_group() as group,
     ):
         for number in range(50):
@@ -36,11 +38,11 @@ async def test_sends_over_a_real_connection_pool(served: str, emulator: NimEmula
 
 
 async def test_a_read_timeout_is_ambiguous_and_a_send_is_not_retried(
-    served: str, emulator: NimEmulator
+    wire: Wire, served: str, emulator: NimEmulator
 ) -> None:
     """The server got the request and is slow: NimTimeout, may_have_reached_server, one call."""
     emulator.set_latency(1.0, "msg/sendMsg")
-    async with make_client(base_url=served, timeout=0.2) as client:
+    async with make_client(**wire, base_url=served, timeout=0.2) as client:
         with pytest.raises(nim.NimTimeout) as caught:
             await client.send_msg("alice", "bob", nim.Text("slow"))
     assert caught.value.may_have_reached_server is True
@@ -49,12 +51,13 @@ async def test_a_read_timeout_is_ambiguous_and_a_send_is_not_retried(
 
 
 async def test_a_refused_connection_never_reached_the_server_and_is_retried(
+    wire: Wire,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Nothing listens: the request surely never left, so even a send is retried."""
     caplog.set_level(logging.DEBUG, logger="nim_async")
     url = f"http://127.0.0.1:{free_port()}/nimserver/"
-    async with make_client(base_url=url) as client:
+    async with make_client(**wire, base_url=url) as client:
         with pytest.raises(nim.NimConnectionError) as caught:
             await client.send_msg("alice", "bob", nim.Text("hi"))
     assert caught.value.may_have_reached_server is False
@@ -67,7 +70,9 @@ async def test_a_refused_connection_never_reached_the_server_and_is_retried(
     assert len(retries) == FAST_RETRY.max_attempts - 1
 
 
-async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: NimEmulator) -> None:
+async def test_a_pool_timeout_never_reached_the_server(
+    wire: Wire, served: str, emulator: NimEmulator
+) -> None:
     """No free pooled connection: the request never left, so it is safe to retry."""
     emulator.set_latency(0.5, "msg/sendMsg")
     outcomes: dict[int, nim.NimError | None] = {}
@@ -81,6 +86,7 @@ async def test_a_pool_timeout_never_reached_the_server(served: str, emulator: Ni
 
     async with (
         make_client(
+            **wire,
             base_url=served,
             max_connections=1,
             timeout=httpx.Timeout(5.0, pool=0.05),
