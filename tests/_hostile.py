@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,25 +55,32 @@ def _read_request(conn: socket.socket) -> tuple[str, bytes]:
     return path, body
 
 
-def _serve_one(conn: socket.socket, script: Script, stop: threading.Event) -> None:
-    with conn:
-        try:
-            path, body = _read_request(conn)
-            if not path:
+def _serve_one(
+    conn: socket.socket, script: Script, stop: threading.Event, tls: ssl.SSLContext | None
+) -> None:
+    try:
+        if tls is not None:
+            # The handshake here, in the connection's own thread.
+            conn = tls.wrap_socket(conn, server_side=True)
+        path, body = _read_request(conn)
+        if not path:
+            return
+        for data, delay in script(path, body):
+            if stop.wait(delay):
                 return
-            for data, delay in script(path, body):
-                if stop.wait(delay):
-                    return
-                conn.sendall(data)
-        except OSError:
-            return  # the client gave up: that is what some tests are about
+            conn.sendall(data)
+    except OSError:
+        return  # the client gave up (or refused the certificate): what some tests are about
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
-def hostile_server(script: Script) -> Iterator[str]:
+def hostile_server(script: Script, *, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve ``script`` on a free loopback port; yield the NIM base URL.
 
-    Scripts record what they received themselves, if a test needs it.
+    Scripts record what they received themselves, if a test needs it. With
+    ``tls``, connections are HTTPS with that server context's certificate.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -91,14 +99,17 @@ def hostile_server(script: Script) -> Iterator[str]:
             except OSError:
                 return
             conn.settimeout(30)
-            worker = threading.Thread(target=_serve_one, args=(conn, script, stop), daemon=True)
+            worker = threading.Thread(
+                target=_serve_one, args=(conn, script, stop, tls), daemon=True
+            )
             worker.start()
             workers.append(worker)
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/nimserver/"
+        scheme = "http" if tls is None else "https"
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/nimserver/"
     finally:
         stop.set()
         acceptor.join(5)
