@@ -7,14 +7,16 @@ at least ``2 x DELAY`` however many commands are pipelined on it. Three worker
 processes share one ``RedisLimiter`` budget through it, and each starts its
 sendAttachMsg calls at once.
 
-The NIM server is a stand-in per worker, in-process, that notes when each
-request arrived and answers ``{"code": 200}`` after ``LATENCY``: at 1000
-calls/s on a 2-CPU machine, the strict emulator's checks (or HTTP over
-loopback) in the same processes as the clients, Redis and the proxy would
-measure the machine, not the limiter. The one server's view is rebuilt
-afterwards: the arrival times of the three workers (wall clock, one machine)
-are merged, and every arrival that found ``CALLS_PER_SECOND`` others in the
-second before it is counted as a 416 the real server would have answered.
+The NIM server is bench_servers.py's fixed-answer server in a process of its
+own, which the workers reach over loopback sockets through ``NimClient``'s
+default transport: it notes when each request arrived and answers after
+``LATENCY``. At 1000 calls/s on a 2-CPU machine the strict emulator (uvicorn
+and its checks) beside the clients, Redis and the proxy would measure the
+machine, not the limiter; so the server's count of 416 is made afterwards
+from its arrival times (wall clock, one machine): every arrival that found
+``CALLS_PER_SECOND`` others in the second before it is one the real server
+would have answered 416. The workers' warm-up calls arrive before any
+measured call starts and are left out.
 
 Run by ``benchmarks/run_all.py`` (part ``redis_far``), or alone:
 ``python benchmarks/bench_redis_far.py`` prints the rows it measured.
@@ -28,18 +30,19 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
 import nim_async as nim
 
-APP_KEY = "bench-app-key"
-APP_SECRET = "bench-app-secret"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import APP_KEY, APP_SECRET, ideal_seconds
+
 DELAY = 0.005  # seconds, each way
 CALLS_PER_SECOND = 1000
 PROCESSES = 3
@@ -110,42 +113,23 @@ def delaying_proxy(redis_url: str, delay: float = DELAY) -> Iterator[str]:
 # --- one worker process ----------------------------------------------------------------------
 
 
-class _Arrivals(httpx.AsyncBaseTransport):
-    """A stand-in NIM server: notes each request's arrival, answers 200 after ``LATENCY``."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.times.append(time.time())
-        await anyio.sleep(LATENCY)
-        return httpx.Response(200, json={"code": 200})
-
-
-async def worker(redis_url: str, calls: int, name: str) -> None:
+async def worker(base_url: str, redis_url: str, calls: int, name: str) -> None:
     """One process: warm up, ``bench_limits.burst_on_go``, then print one JSON line: every
-    call's (start, answer, completed) and the arrival times the stand-in server noted."""
+    call's (start, answer, completed)."""
     import bench_limits
 
-    server = _Arrivals()
     limiter = nim.RedisLimiter(redis_url, prefix="far")
     async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url="http://nim.bench/nimserver/",
-        transport=server,
-        rate_limits=LIMITS,
-        limiter=limiter,
+        APP_KEY, APP_SECRET, base_url=base_url, rate_limits=LIMITS, limiter=limiter
     ) as client:
         for number in range(WARM_UP_CALLS):  # connections and scripts, before the clock runs
             await client.send_attach_msg("alice", f"{name}-warm-{number}", "x")
         # The warm-up's slots free a second after their answers: otherwise they
         # would come back one by one during the measured burst.
         await anyio.sleep(1.1)
-        server.times.clear()
         results = await bench_limits.burst_on_go(client, calls, name)
     await limiter.aclose()
-    print(json.dumps({"calls": results, "arrivals": server.times}))
+    print(json.dumps(results))
 
 
 def refusals(arrivals: list[float], calls: int, per: float) -> int:
@@ -167,29 +151,30 @@ def run() -> dict[str, Any] | None:
     None without redis-server on PATH.
     """
     import bench_limits
+    from bench_servers import serving
 
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    with bench_limits.redis_server(binary) as redis_url, delaying_proxy(redis_url) as far_url:
-        command = [sys.executable, __file__, "--worker", far_url]
-        outputs = [
-            json.loads(output.splitlines()[-1])
-            for output in bench_limits.run_workers(command, PROCESSES, CALLS_PER_PROCESS)
-        ]
-    arrivals = [at for output in outputs for at in output["arrivals"]]
-    return {
-        "calls": [tuple(row) for output in outputs for row in output["calls"]],
-        "rate_limited": refusals(arrivals, CALLS_PER_SECOND, 1.0),
-    }
+    with (
+        bench_limits.redis_server(binary) as redis_url,
+        delaying_proxy(redis_url) as far_url,
+        serving("fixed", LATENCY, 1) as server,
+    ):
+        command = [sys.executable, __file__, "--worker", server.url, far_url]
+        outputs = bench_limits.run_workers(command, PROCESSES, CALLS_PER_PROCESS)
+    calls = [tuple(row) for output in outputs for row in json.loads(output.splitlines()[-1])]
+    first = min(start for start, _, _ in calls)
+    arrivals = [at for at in server.counts["arrivals"] if at >= first]
+    return {"calls": calls, "rate_limited": refusals(arrivals, CALLS_PER_SECOND, 1.0)}
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--proxy":
         asyncio.run(_proxy(int(sys.argv[2]), float(sys.argv[3])))
-    elif len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        redis_url, calls, name = sys.argv[2:5]
-        anyio.run(worker, redis_url, int(calls), name)
+    elif len(sys.argv) == 6 and sys.argv[1] == "--worker":
+        base_url, redis_url, calls, name = sys.argv[2:6]
+        anyio.run(worker, base_url, redis_url, int(calls), name)
     else:
         result = run()
         if result is None:
@@ -198,7 +183,7 @@ if __name__ == "__main__":
         starts = min(c[0] for c in calls)
         elapsed = max(c[1] for c in calls) - starts
         done = sum(1 for c in calls if c[2])
-        share = done / (CALLS_PER_SECOND * (elapsed + 1))
+        share = ideal_seconds(done, CALLS_PER_SECOND, 1.0, LATENCY) / elapsed
         print(
             f"{done}/{len(calls)} in {elapsed:.2f} s, share {share:.1%}, "
             f"{result['rate_limited']} x 416"

@@ -1,220 +1,203 @@
-"""The per-call parts of benchmarks/run_all.py: CPU, memory, the event loop, uploads, bulk.
+"""The per-call parts of benchmarks/run_all.py: CPU, the event loop, memory, uploads, bulk.
 
-Definitions and settings: the docstring of run_all.py and bench_common.py.
+Every part talks over loopback sockets to a server in another process
+(bench_servers.py), through the clients of bench_clients.py. Definitions:
+the docstring of run_all.py; settings: bench_common.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
-import httpx
+from bench_clients import Send, client
 from bench_common import (
-    APP_KEY,
-    APP_SECRET,
-    BASE_URL,
     CPU_CALLS,
+    CPU_IN_FLIGHT,
     CPU_WARM_UP,
-    FREEZE_CALLS,
-    FREEZE_DELAY,
     HEARTBEAT,
     HERE,
     MEMORY_CALLS,
     MEMORY_CHECKPOINT,
-    SEND_MSG_ANSWER,
+    MEMORY_WARM_UP,
+    STALL_CALLS,
+    STALL_DEADLINE,
+    STALL_DELAY,
+    STALL_WARM_UP,
     reset_peak,
     rss_kb,
-    signed_headers,
 )
-
-# --- CPU per call ------------------------------------------------------------------------
-
-
-def _answer_send_msg(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=SEND_MSG_ANSWER)
+from bench_servers import serving
 
 
-def _answering_client() -> Any:
-    """A NimClient whose every call is answered at once, limits off."""
-    import nim_async as nim
+async def _calls(send: Send, count: int, in_flight: int) -> None:
+    """``count`` calls, ``in_flight`` at a time: each worker starts its next when one ends."""
+    numbers = iter(range(count))
 
-    return nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
-        base_url=BASE_URL,
-        transport=httpx.MockTransport(_answer_send_msg),
-        rate_limits=None,
-    )
+    async def worker() -> None:
+        for number in numbers:
+            code = await send(number)
+            if code != 200:
+                raise RuntimeError(f"call {number} answered code {code}")
 
-
-async def _nim_sequential(count: int) -> None:
-    import nim_async as nim
-
-    async with _answering_client() as client:
-        for number in range(count):
-            await client.send_msg("alice", f"user{number}", nim.Text("hello"))
+    async with anyio.create_task_group() as group:
+        for _ in range(in_flight):
+            group.start_soon(worker)
 
 
-async def _raw_sequential(count: int) -> None:
-    body = json.dumps({"msg": "hello"})
-    async with httpx.AsyncClient(
-        base_url=BASE_URL, transport=httpx.MockTransport(_answer_send_msg)
-    ) as http:
-        for number in range(count):
-            form = {"from": "alice", "ope": "0", "to": f"user{number}", "type": "0", "body": body}
-            response = await http.post(
-                "msg/sendMsg.action",
-                content=urlencode(form).encode(),
-                headers=signed_headers(APP_KEY, APP_SECRET),
-            )
-            answer = response.json()
-            if answer["code"] != 200:
-                raise RuntimeError(answer)
-            data = answer["data"]
-            (data["msgid"], data["timetag"], data["antispam"])
+# --- CPU per call --------------------------------------------------------------------------
 
 
-def part_cpu(side: str) -> dict[str, Any]:
-    job = {"nim": _nim_sequential, "raw": _raw_sequential}[side]
-    anyio.run(job, CPU_WARM_UP)
-    started = time.process_time()
-    anyio.run(job, CPU_CALLS)
-    return {"cpu": time.process_time() - started}
+async def _cpu_per_call(name: str, base_url: str, in_flight: int) -> float:
+    async with client(name, base_url) as send:
+        await _calls(send, CPU_WARM_UP, in_flight)  # opens the connections, fills the caches
+        started = time.process_time()
+        await _calls(send, CPU_CALLS, in_flight)
+        return (time.process_time() - started) / CPU_CALLS
+
+
+def part_cpu(name: str) -> dict[str, Any]:
+    """Client CPU seconds per call of ``name`` at each of ``CPU_IN_FLIGHT``, fixed answers."""
+    with serving("fixed") as server:
+        seconds = {
+            str(in_flight): anyio.run(_cpu_per_call, name, server.url, in_flight)
+            for in_flight in CPU_IN_FLIGHT
+        }
+    expected = len(CPU_IN_FLIGHT) * (CPU_WARM_UP + CPU_CALLS)
+    if server.counts["requests"] != expected:
+        raise RuntimeError(f"the server saw {server.counts['requests']} of {expected} requests")
+    return seconds
+
+
+# --- event loop stall ----------------------------------------------------------------------
+
+
+class _Stall:
+    """The heartbeat's record of one run, and a watchdog that ends a run past its deadline.
+
+    httpx's pool does work in proportion to its waiters for each request and
+    each cancellation: with ``STALL_CALLS`` waiting, a run takes minutes and
+    cancelling it as long again. So a run past ``STALL_DEADLINE`` is not
+    cancelled; a thread reports it, counting the gap in progress, and ends the
+    process (its server stops when its stdin closes).
+    """
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.answered = 0
+        self.longest = 0.0
+        self.last_beat = self.started = time.perf_counter()
+        self._finished = threading.Event()
+
+    def result(self, took: float) -> dict[str, Any]:
+        longest = max(self.longest, time.perf_counter() - self.last_beat)
+        return {"gap": longest, "answered": self.answered, "calls": self.calls, "wall": took}
+
+    def watch(self) -> None:
+        def watchdog() -> None:
+            if not self._finished.wait(STALL_DEADLINE):
+                print(json.dumps(self.result(STALL_DEADLINE)), flush=True)
+                os._exit(0)
+
+        threading.Thread(target=watchdog, daemon=True).start()
+
+    def finish(self) -> None:
+        self._finished.set()
+
+
+async def _longest_gap(name: str, base_url: str, calls: int) -> dict[str, Any]:
+    """``calls`` calls started at once through a fresh client: the longest gap between
+    heartbeats (each sleeps ``HEARTBEAT``) while they run, and how long they took."""
+    stall = _Stall(calls)
+    running = True
+
+    async def beat() -> None:
+        while running:
+            await asyncio.sleep(HEARTBEAT)
+            now = time.perf_counter()
+            stall.longest = max(stall.longest, now - stall.last_beat)
+            stall.last_beat = now
+
+    async def call(send: Send, number: int) -> None:
+        code = await send(number)
+        if code != 200:
+            raise RuntimeError(f"call {number} answered code {code}")
+        stall.answered += 1
+
+    async with anyio.create_task_group() as beating:
+        beating.start_soon(beat)
+        await asyncio.sleep(HEARTBEAT * 3)
+        async with client(name, base_url) as send:
+            started = stall.last_beat = time.perf_counter()
+            stall.longest = 0.0
+            stall.watch()
+            async with anyio.create_task_group() as group:
+                for number in range(calls):
+                    group.start_soon(call, send, number)
+            stall.finish()
+            result = stall.result(time.perf_counter() - started)
+            running = False
+    return result
+
+
+def part_stall(name: str) -> dict[str, Any]:
+    """The longest heartbeat gap while ``name`` makes ``STALL_CALLS`` calls at once."""
+    with serving("fixed", STALL_DELAY) as server:
+        anyio.run(_longest_gap, name, server.url, STALL_WARM_UP)
+        result: dict[str, Any] = anyio.run(_longest_gap, name, server.url, STALL_CALLS)
+    return result
 
 
 # --- memory over many calls ------------------------------------------------------------------
 
 
+async def _memory_marks(base_url: str) -> dict[str, float]:
+    async with client("nim_async", base_url) as send:
+        await _calls(send, MEMORY_WARM_UP, 1)
+        reset_peak()
+        before = rss_kb("VmRSS:")
+        marks: dict[str, float] = {}
+        for number in range(1, MEMORY_CALLS + 1):
+            await send(number)
+            if number in (MEMORY_CHECKPOINT, MEMORY_CALLS):
+                marks[str(number)] = (rss_kb("VmHWM:") - before) / 1024
+        return marks
+
+
 def part_memory() -> dict[str, Any]:
-    import nim_async as nim
-
-    async def job() -> dict[str, float]:
-        async with _answering_client() as client:
-            for number in range(1000):
-                await client.send_msg("alice", f"user{number}", nim.Text("hello"))
-            reset_peak()
-            before = rss_kb("VmRSS:")
-            marks: dict[str, float] = {}
-            for number in range(1, MEMORY_CALLS + 1):
-                await client.send_msg("alice", f"user{number}", nim.Text("hello"))
-                if number in (MEMORY_CHECKPOINT, MEMORY_CALLS):
-                    marks[str(number)] = (rss_kb("VmHWM:") - before) / 1024
-            return marks
-
-    return anyio.run(job)
-
-
-# --- event loop freeze -----------------------------------------------------------------------
-
-
-class _SlowTransport(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(FREEZE_DELAY)
-        return httpx.Response(200, json=SEND_MSG_ANSWER)
-
-
-async def _heartbeat_during(work: Callable[[], Awaitable[None]]) -> float:
-    """The longest gap between heartbeats (each sleeps ``HEARTBEAT``) while ``work`` runs."""
-    longest = 0.0
-    done = False
-
-    async def beat() -> None:
-        nonlocal longest
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(HEARTBEAT)
-            now = time.perf_counter()
-            longest = max(longest, now - last)
-            last = now
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(beat)
-        await asyncio.sleep(HEARTBEAT * 3)
-        await work()
-        done = True
-    return longest
-
-
-async def part_freeze() -> dict[str, Any]:
-    import nim_async as nim
-
-    async def ours() -> None:
-        async with (
-            nim.NimClient(
-                APP_KEY, APP_SECRET, base_url=BASE_URL, transport=_SlowTransport(), rate_limits=None
-            ) as client,
-            anyio.create_task_group() as group,
-        ):
-            for number in range(FREEZE_CALLS):
-                group.start_soon(client.send_msg, "alice", f"user{number}", nim.Text("hello"))
-
-    async def raw() -> None:
-        body = json.dumps({"msg": "hello"})
-
-        async def post(http: httpx.AsyncClient, number: int) -> None:
-            form = {"from": "alice", "ope": "0", "to": f"user{number}", "type": "0", "body": body}
-            response = await http.post(
-                "msg/sendMsg.action",
-                content=urlencode(form).encode(),
-                headers=signed_headers(APP_KEY, APP_SECRET),
-            )
-            response.json()
-
-        async with (
-            httpx.AsyncClient(base_url=BASE_URL, transport=_SlowTransport()) as http,
-            anyio.create_task_group() as group,
-        ):
-            for number in range(FREEZE_CALLS):
-                group.start_soon(post, http, number)
-
-    await ours()  # warm-up
-    started = time.perf_counter()
-    nim_gap = await _heartbeat_during(ours)
-    nim_wall = time.perf_counter() - started
-    await raw()
-    raw_gap = await _heartbeat_during(raw)
-    return {"nim": nim_gap, "raw": raw_gap, "nim_wall": nim_wall}
+    """Peak RSS growth in MB over ``MEMORY_CALLS`` sequential calls, at the checkpoints."""
+    with serving("fixed") as server:
+        return anyio.run(_memory_marks, server.url)
 
 
 # --- bulk and upload: the existing scripts ----------------------------------------------------
 
 
-def _bulk_side(side: str) -> dict[str, float]:
+def part_bulk(side: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(HERE / "bench_bulk.py"), "--side", side],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def part_upload() -> dict[str, Any]:
     import bench_upload_memory as upload
 
-    import nim_async as nim
-
-    async def job() -> dict[str, float]:
-        content = bytes(range(256)) * (upload.FILE_BYTES // 256)
-        async with nim.NimClient(
-            "bench-key",
-            "bench-secret",
-            base_url=BASE_URL,
-            transport=upload._Sink(),
-            rate_limits=None,
-        ) as client:
-            growth = await upload._peak_growth(client, "upload", content)
-        return {
-            "times": growth / len(content),
-            "mb": growth / 1e6,
-            "goal": upload.GOAL_TIMES_THE_FILE,
-        }
-
-    return anyio.run(job)
+    with serving("fixed") as server:
+        growth = anyio.run(upload.peak_growth, server.url, "upload")
+    return {
+        "times": growth / upload.FILE_BYTES,
+        "mb": growth / 1e6,
+        "goal": upload.GOAL_TIMES_THE_FILE,
+    }

@@ -1,6 +1,11 @@
 """The rate-limit parts of benchmarks/run_all.py: nim_async's limiters and what users write instead.
 
-Definitions and settings: the docstring of run_all.py and bench_common.py.
+Every part sends to the emulator served by uvicorn in another process
+(bench_servers.py ``emulator``), which checks the budget itself and counts the
+calls it answers 416. Each client first makes ``WARM_UP_CALLS`` calls at once
+(under the budget), then waits until their window has passed, at the client
+and at the server, before the measured burst. Definitions: the docstring of
+run_all.py; settings: bench_common.py.
 """
 
 from __future__ import annotations
@@ -10,16 +15,16 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
-import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_clients import Send, client, nim_async
 from bench_common import (
-    APP_KEY,
-    APP_SECRET,
-    BASE_URL,
     BURST_CALLS,
     LIMIT,
     MAX_ATTEMPTS,
@@ -30,61 +35,163 @@ from bench_common import (
     WARM_UP_CALLS,
     WINDOW,
     rate_result,
-    signed_headers,
 )
+from bench_servers import serving
+
+Call = tuple[float, float, bool]  # (start, answer, completed), perf_counter seconds
+# Past the warm-up's window: a slot frees ``per`` after its answer.
+_WINDOW_MARGIN = 0.2
+
+
+def _limits(scale: float) -> Any:
+    import nim_async as nim
+
+    return nim.RateLimits.default().scaled(scale)
+
+
+async def _burst(count: int, call: Callable[[int], Awaitable[bool]], into: list[Call]) -> None:
+    """Start ``count`` calls at once; append each one's (start, answer, completed) as it ends,
+    so that a run cut off keeps the calls that finished."""
+
+    async def timed(number: int) -> None:
+        start = time.perf_counter()
+        ok = await call(number)
+        into.append((start, time.perf_counter(), ok))
+
+    async with anyio.create_task_group() as group:
+        for number in range(count):
+            group.start_soon(timed, number)
+
+
+def _summary(
+    calls: list[Call], counts: dict[str, Any], scale: float, latency: float, count: int
+) -> dict[str, Any]:
+    (rate, *_) = _limits(scale).for_action("msg/sendAttachMsg").rates
+    result = rate_result(calls, counts["rate_limited"], rate.calls, rate.per, latency)
+    result["calls"] = count  # calls cut off by a deadline are not completed
+    return result
+
 
 # --- rate limits: nim_async --------------------------------------------------------------
 
 
-async def _nim_burst(count: int, limits: Any, latency: float = 0.0) -> dict[str, Any]:
+async def _nim_run(base_url: str, count: int, scale: float) -> list[Call]:
+    """``count`` sendAttachMsg at once through one client with a ``LocalLimiter`` of its own."""
     import nim_async as nim
-    from nim_async.testing import NimEmulator
 
-    emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=limits)
-    if latency:
-        emulator.set_latency(latency)
-    calls: list[tuple[float, float, bool]] = []
-
-    async def call(client: nim.NimClient, number: int) -> None:
-        start = time.perf_counter()
-        ok = True
-        try:
-            await client.send_attach_msg("alice", f"user{number}", {"n": number})
-        except nim.NimError:
-            ok = False
-        calls.append((start, time.perf_counter(), ok))
-
-    async with (
-        nim.NimClient(
-            APP_KEY,
-            APP_SECRET,
-            base_url=BASE_URL,
-            transport=emulator.transport(),
-            rate_limits=limits,
-            limiter=nim.LocalLimiter(),
-        ) as client,
-        anyio.create_task_group() as group,
-    ):
-        for number in range(count):
-            group.start_soon(call, client, number)
+    limits = _limits(scale)
     (rate, *_) = limits.for_action("msg/sendAttachMsg").rates
-    return rate_result(calls, emulator.rate_limited, rate.calls, rate.per)
+    async with nim_async(base_url, rate_limits=limits, limiter=nim.LocalLimiter()) as send:
+
+        async def call(number: int) -> bool:
+            try:
+                await send(number)
+            except nim.NimError:
+                return False
+            return True
+
+        await _burst(WARM_UP_CALLS, call, [])
+        await anyio.sleep(rate.per + _WINDOW_MARGIN)
+        calls: list[Call] = []
+        await _burst(count, call, calls)
+    return calls
 
 
-async def part_local() -> dict[str, Any]:
-    import nim_async as nim
-
-    limits = nim.RateLimits.default().scaled(WINDOW)
-    await _nim_burst(WARM_UP_CALLS, limits)
-    return await _nim_burst(BURST_CALLS, limits)
+def _nim_part(count: int, scale: float, latency: float) -> dict[str, Any]:
+    with serving("emulator", scale, latency) as server:
+        calls = anyio.run(_nim_run, server.url, count, scale)
+    return _summary(calls, server.counts, scale, latency, count)
 
 
-async def part_real_local() -> dict[str, Any]:
-    import nim_async as nim
+def part_local() -> dict[str, Any]:
+    return _nim_part(BURST_CALLS, WINDOW, 0.0)
 
-    limits = nim.RateLimits.default()
-    await _nim_burst(WARM_UP_CALLS, limits.scaled(0.01))
-    return await _nim_burst(REAL_CALLS, limits, REAL_LATENCY)
+
+def part_real_local() -> dict[str, Any]:
+    return _nim_part(REAL_CALLS, 1.0, REAL_LATENCY)
+
+
+# --- rate limits: raw clients --------------------------------------------------------------
+
+
+def _aiolimiter(calls: float, period: float) -> Callable[[], Any]:
+    def make() -> Any:
+        from aiolimiter import AsyncLimiter
+
+        return AsyncLimiter(calls, period)
+
+    return make
+
+
+async def _raw_run(
+    name: str,
+    base_url: str,
+    count: int,
+    scale: float,
+    limiter_factory: Callable[[], Any] | None,
+) -> list[Call]:
+    """``count`` signed sendAttachMsg at once; a 416 waits out the block and retries.
+
+    Cut off after ``RAW_DEADLINE`` seconds: the calls still going are not completed.
+    """
+    block = float(_limits(scale).for_action("msg/sendAttachMsg").block)
+    (rate, *_) = _limits(scale).for_action("msg/sendAttachMsg").rates
+    limiter: Any = None
+
+    async def call_with(send: Send, number: int) -> bool:
+        for _ in range(MAX_ATTEMPTS):
+            if limiter is not None:
+                await limiter.acquire()
+            code = await send(number)
+            if code != 416:
+                return code == 200
+            await asyncio.sleep(block)
+        return False
+
+    async with client(name, base_url) as send:
+
+        async def call(number: int) -> bool:
+            return await call_with(send, number)
+
+        await _burst(WARM_UP_CALLS, call, [])
+        await anyio.sleep(rate.per + _WINDOW_MARGIN)
+        limiter = limiter_factory() if limiter_factory else None
+        calls: list[Call] = []
+        with anyio.move_on_after(RAW_DEADLINE):
+            await _burst(count, call, calls)
+    return calls
+
+
+def _raw_part(
+    name: str,
+    count: int,
+    scale: float,
+    latency: float,
+    limiter_factory: Callable[[], Any] | None,
+) -> dict[str, Any]:
+    with serving("emulator", scale, latency) as server:
+        calls = anyio.run(_raw_run, name, server.url, count, scale, limiter_factory)
+    return _summary(calls, server.counts, scale, latency, count)
+
+
+def part_aio_burst() -> dict[str, Any]:
+    return _raw_part("httpx", BURST_CALLS, WINDOW, 0.0, _aiolimiter(LIMIT, WINDOW))
+
+
+def part_aio_pace() -> dict[str, Any]:
+    return _raw_part("httpx", BURST_CALLS, WINDOW, 0.0, _aiolimiter(1, WINDOW / LIMIT))
+
+
+def part_retry() -> dict[str, Any]:
+    return _raw_part("httpx", BURST_CALLS, WINDOW, 0.0, None)
+
+
+def part_real_httpx() -> dict[str, Any]:
+    return _raw_part("httpx", REAL_CALLS, 1.0, REAL_LATENCY, _aiolimiter(LIMIT, 1))
+
+
+def part_real_aiohttp() -> dict[str, Any]:
+    return _raw_part("aiohttp", REAL_CALLS, 1.0, REAL_LATENCY, _aiolimiter(LIMIT, 1))
 
 
 # --- rate limits: RedisLimiter in worker processes -----------------------------------------
@@ -98,12 +205,11 @@ async def redis_worker(base_url: str, redis_url: str, calls: int, name: str) -> 
 
     limiter = nim.RedisLimiter(redis_url, prefix="bench")
     async with nim.NimClient(
-        APP_KEY,
-        APP_SECRET,
+        "bench-app-key",
+        "bench-app-secret",
         base_url=base_url,
-        rate_limits=nim.RateLimits.default().scaled(WINDOW),
+        rate_limits=_limits(WINDOW),
         limiter=limiter,
-        max_connections=200,
     ) as client:
         results = await bench_limits.burst_on_go(client, calls, name)
     await limiter.aclose()
@@ -113,102 +219,18 @@ async def redis_worker(base_url: str, redis_url: str, calls: int, name: str) -> 
 def part_redis() -> dict[str, Any] | None:
     import bench_limits
 
-    import nim_async as nim
-    from nim_async.testing import NimEmulator
-
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    limits = nim.RateLimits.default().scaled(WINDOW)
-    emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=limits)
     per_process = BURST_CALLS // PROCESSES
-    with bench_limits.redis_server(binary) as redis_url, emulator.serve() as base_url:
-        command = [sys.executable, __file__, "--redis-worker", base_url, redis_url]
+    with (
+        bench_limits.redis_server(binary) as redis_url,
+        serving("emulator", WINDOW, 0.0) as server,
+    ):
+        command = [sys.executable, __file__, "--redis-worker", server.url, redis_url]
         outputs = bench_limits.run_workers(command, PROCESSES, per_process)
     calls = [tuple(row) for output in outputs for row in json.loads(output)]
-    return rate_result(calls, emulator.rate_limited, LIMIT, WINDOW)  # type: ignore[arg-type]
-
-
-# --- rate limits: raw httpx ----------------------------------------------------------------
-
-
-async def _raw_burst(
-    count: int, limits: Any, limiter_factory: Callable[[], Any] | None, latency: float = 0.0
-) -> dict[str, Any]:
-    """``count`` signed sendAttachMsg posts at once; a 416 waits out the block and retries."""
-    from nim_async.testing import NimEmulator
-
-    emulator = NimEmulator(APP_KEY, APP_SECRET, rate_limits=limits)
-    if latency:
-        emulator.set_latency(latency)
-    action = limits.for_action("msg/sendAttachMsg")
-    (rate, *_) = action.rates
-    block = float(action.block)
-    limiter = limiter_factory() if limiter_factory else None
-    calls: list[tuple[float, float, bool]] = []
-
-    async def call(http: httpx.AsyncClient, number: int) -> None:
-        start = time.perf_counter()
-        ok = False
-        form = {"from": "alice", "msgtype": "0", "to": f"user{number}", "attach": '{"n":1}'}
-        for _ in range(MAX_ATTEMPTS):
-            if limiter is not None:
-                await limiter.acquire()
-            response = await http.post(
-                "msg/sendAttachMsg.action",
-                content=urlencode(form).encode(),
-                headers=signed_headers(APP_KEY, APP_SECRET),
-            )
-            code = response.json()["code"]
-            if code == 416:
-                await asyncio.sleep(block)
-                continue
-            ok = code == 200
-            break
-        calls.append((start, time.perf_counter(), ok))
-
-    async with httpx.AsyncClient(base_url=BASE_URL, transport=emulator.transport()) as http:
-        with anyio.move_on_after(RAW_DEADLINE):
-            async with anyio.create_task_group() as group:
-                for number in range(count):
-                    group.start_soon(call, http, number)
-    result = rate_result(calls, emulator.rate_limited, rate.calls, rate.per)
-    result["calls"] = count  # calls cut off by the deadline are not completed
-    return result
-
-
-def _aiolimiter(calls: float, period: float) -> Callable[[], Any]:
-    def make() -> Any:
-        from aiolimiter import AsyncLimiter
-
-        return AsyncLimiter(calls, period)
-
-    return make
-
-
-async def _raw_part(limiter_factory: Callable[[], Any] | None) -> dict[str, Any]:
-    import nim_async as nim
-
-    limits = nim.RateLimits.default().scaled(WINDOW)
-    return await _raw_burst(BURST_CALLS, limits, limiter_factory)
-
-
-async def part_aio_burst() -> dict[str, Any]:
-    return await _raw_part(_aiolimiter(LIMIT, WINDOW))
-
-
-async def part_aio_pace() -> dict[str, Any]:
-    return await _raw_part(_aiolimiter(1, WINDOW / LIMIT))
-
-
-async def part_retry() -> dict[str, Any]:
-    return await _raw_part(None)
-
-
-async def part_real_aio() -> dict[str, Any]:
-    import nim_async as nim
-
-    return await _raw_burst(REAL_CALLS, nim.RateLimits.default(), _aiolimiter(100, 1), REAL_LATENCY)
+    return rate_result(calls, server.counts["rate_limited"], LIMIT, WINDOW, 0.0)  # type: ignore[arg-type]
 
 
 def part_redis_far() -> dict[str, Any] | None:
@@ -217,7 +239,9 @@ def part_redis_far() -> dict[str, Any] | None:
     measured = far.run()
     if measured is None:
         return None
-    return rate_result(measured["calls"], measured["rate_limited"], far.CALLS_PER_SECOND, 1.0)
+    return rate_result(
+        measured["calls"], measured["rate_limited"], far.CALLS_PER_SECOND, 1.0, far.LATENCY
+    )
 
 
 if __name__ == "__main__":
