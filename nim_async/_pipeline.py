@@ -37,6 +37,7 @@ from ._errors import (
     SlotTimeout,
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
+from ._fifo import FifoSemaphore
 from ._http import Deadlines, Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits, bounded_wait
 from ._results import BatchEstimate, estimate
@@ -117,7 +118,7 @@ class Pipeline:
         self.rate_limits = rate_limits
         self.retry = retry
         self.hold = hold
-        self._connections = anyio.Semaphore(max_connections)
+        self._connections = FifoSemaphore(max_connections)
         self._pool_timeout = math.inf if pool_timeout is None else pool_timeout
         self._deadlines = Deadlines()
         # Shared with every view (with_max_wait): closing the client closes them all.
@@ -310,7 +311,8 @@ class Pipeline:
 
         Two thousand calls queued inside httpx's pool make every release scan
         them all and can stall the event loop for seconds; queued here they
-        wait in a FIFO that wakes one at a time. The caller gives the turn back.
+        wait in a FIFO that wakes one at a time, and a call cancelled while
+        queued leaves it in O(1). The caller gives the turn back.
         """
         try:
             self._connections.acquire_nowait()

@@ -7,7 +7,7 @@ the waiter that asks for its queue asks for as many slots as the budget's
 pace fills in a few round trips, and the slots given back while one write is
 on its way go out together in the next. With Redis a few milliseconds away,
 one round trip per call would cap a process at a few dozen calls a second
-(issue 13 measured 41 calls/s for three processes with Redis 20 ms away).
+(measured: 41 calls/s for three processes with Redis 20 ms away).
 Needs the ``redis`` extra.
 """
 
@@ -25,6 +25,7 @@ import anyio
 from anyio.lowlevel import RunVar
 
 from ._errors import LimiterUnavailable
+from ._fifo import FifoLock
 from ._limits import ActionLimits, Rate
 from ._slots import SlotQueue
 
@@ -131,7 +132,7 @@ class _Budget:
         self.waiters = SlotQueue()
         # Slots given back, with when (time.monotonic()), not yet written.
         self.releases: list[tuple[str, float]] = []
-        self.flushing = anyio.Lock()  # anyio's Lock wakes its waiters in FIFO order
+        self.flushing = FifoLock()
 
 
 _local_budgets: RunVar[dict[tuple[str, tuple[Rate, ...]], _Budget]] = RunVar(

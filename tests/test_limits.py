@@ -258,6 +258,70 @@ async def test_slots_that_free_together_let_their_waiters_in_together() -> None:
     assert admitted == [clock() - 32] * 5 + [clock()]
 
 
+async def test_cancelled_waiters_leave_the_queue_and_the_rest_keep_their_order() -> None:
+    """Budget 1: twelve callers queue, every third gives up; the other eight start in the
+    order they asked, one per window, and no window is spent on one that left."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    one = _limits(nim.Rate(1, 1))
+    await _take(limiter, "app:leave", one)
+    send, receive = anyio.create_memory_object_stream[int](12)
+    scopes = [anyio.CancelScope() for _ in range(12)]
+    order: list[int] = []
+
+    async def call(number: int) -> None:
+        with scopes[number]:
+            async with limiter.slot("app:leave", one, hold=1):
+                send.send_nowait(number)
+
+    async with send, receive, anyio.create_task_group() as group:
+        for number in range(12):
+            group.start_soon(call, number)
+            await anyio.lowlevel.checkpoint()
+        await anyio.sleep(MOMENT)
+        for number in range(0, 12, 3):
+            scopes[number].cancel()
+        for _ in range(8):
+            clock.advance(1)
+            with anyio.fail_after(PATIENCE):
+                order.append(await receive.receive())
+            await anyio.sleep(10 * POLL)
+            with pytest.raises(anyio.WouldBlock):  # one slot per window
+                receive.receive_nowait()
+    assert order == [number for number in range(12) if number % 3]
+
+
+async def test_forty_thousand_cancelled_waiters_leave_the_budget_as_it_was() -> None:
+    """Two slots in flight, 40,000 callers queued behind them and all cancelled: none got a
+    slot, none freed one; the next caller waits until the two are answered and their
+    window has passed, then exactly two get in at once."""
+    clock = FakeClock()
+    limiter = nim.LocalLimiter(clock=clock, poll_interval=0.05)
+    two = _limits(nim.Rate(2, 8))
+    admitted = 0
+
+    async def call() -> None:
+        nonlocal admitted
+        async with limiter.slot("app:crowd", two, hold=1):
+            admitted += 1
+
+    async with AsyncExitStack() as in_flight:
+        for _ in range(2):
+            await in_flight.enter_async_context(limiter.slot("app:crowd", two, hold=1))
+        async with anyio.create_task_group() as group:
+            for _ in range(40_000):
+                group.start_soon(call)
+            await anyio.wait_all_tasks_blocked()
+            group.cancel_scope.cancel()
+        assert admitted == 0
+        assert await _waits(limiter, "app:crowd", two)
+    assert await _waits(limiter, "app:crowd", two)
+    clock.advance(8)
+    await _take(limiter, "app:crowd", two)
+    await _take(limiter, "app:crowd", two)
+    assert await _waits(limiter, "app:crowd", two)
+
+
 async def test_a_block_holds_every_waiter_until_it_ends() -> None:
     """After block(), no slot is handed out before the block time has passed."""
     clock = FakeClock()
