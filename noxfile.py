@@ -84,9 +84,10 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run every benchmark (benchmarks/run_all.py): one table, printed and written with a plot.
 
-    Writes benchmarks/results/bench.md and bench.png. Not a default session: the
-    correctness suite asserts none of these figures. redis-server must be on PATH
-    for the RedisLimiter row.
+    Writes benchmarks/results/bench.md and bench.png, and fails when a goal in
+    the table is missed. Not a default session: the correctness suite asserts
+    none of these figures. redis-server must be on PATH for the RedisLimiter
+    rows. ``nox -s bench -- --only cpu`` runs one section and writes nothing.
     """
     session.install(".[emulator,redis,bench]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)

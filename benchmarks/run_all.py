@@ -56,8 +56,10 @@ The rows:
    (one call every 5 ms); with no limiter. A raw client, as NIM's official
    SDKs do, waits out the block after a 416 and retries (through its limiter
    again), at most 30 attempts; a raw run still going after 30 s is cut off
-   (its calls not completed). Goal: no 416 and every call completed on the
-   nim_async rows.
+   (its calls not completed). Before its burst, each client makes 100 calls
+   at once (every connection the burst uses opens) and waits until their
+   window has passed, at the client and at the server. Goal: no 416 and
+   every call completed on the nim_async rows.
 4. Rate limits, real 1 s windows: 1,000 ``sendAttachMsg`` started at once
    against the served emulator with ``RateLimits.default()`` (100 calls/s,
    blocked 10 s) and every answer 20 ms late; nim_async with a
@@ -395,11 +397,11 @@ def memory(report: Report) -> None:
     report.add(
         benchmark,
         "nim_async",
-        f"+{at_end - at_checkpoint:.1f} MB from call {MEMORY_CHECKPOINT:,} to {MEMORY_CALLS:,}",
+        f"+{at_end - at_checkpoint:.2f} MB from call {MEMORY_CHECKPOINT:,} to {MEMORY_CALLS:,}",
         goal,
         at_end - at_checkpoint < MEMORY_FLAT_MB,
-        f"peak RSS +{at_checkpoint:.1f} MB at {MEMORY_CHECKPOINT:,}, "
-        f"+{at_end:.1f} MB at {MEMORY_CALLS:,}",
+        f"peak RSS +{at_checkpoint:.2f} MB at {MEMORY_CHECKPOINT:,}, "
+        f"+{at_end:.2f} MB at {MEMORY_CALLS:,}",
     )
 
 
