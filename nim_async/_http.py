@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote_plus
@@ -198,6 +199,51 @@ class Hosts:
             self._current = (self._current + 1) % len(self.urls)
 
 
+if sys.version_info >= (3, 11):
+
+    class AttemptDeadline(asyncio.Timeout):
+        """The scope of one attempt, which `Deadlines` expires: then ``TimeoutError``.
+
+        asyncio's own timeout scope, armed by no timer of its own: it costs a
+        third of an anyio cancel scope, and every call enters one.
+        """
+
+        def __init__(self) -> None:
+            super().__init__(None)
+
+        def cancel(self) -> None:
+            """Expire the scope now (from a callback of the event loop)."""
+            self.reschedule(-math.inf)
+
+else:  # pragma: no cover - the tests run on 3.11 and newer
+
+    class AttemptDeadline:
+        """The scope of one attempt, which `Deadlines` expires: then ``TimeoutError``."""
+
+        __slots__ = ("_scope",)
+
+        def __init__(self) -> None:
+            self._scope = anyio.CancelScope()
+
+        async def __aenter__(self) -> AttemptDeadline:
+            self._scope.__enter__()
+            return self
+
+        async def __aexit__(self, *exc_info: Any) -> bool:
+            self._scope.__exit__(*exc_info)
+            if self._scope.cancelled_caught:
+                raise TimeoutError
+            return False
+
+        def expired(self) -> bool:
+            """Whether the deadline ended the attempt."""
+            return self._scope.cancelled_caught
+
+        def cancel(self) -> None:
+            """Expire the scope now."""
+            self._scope.cancel()
+
+
 class Deadlines:
     """The deadlines of the attempts in flight, watched by one timer of the event loop.
 
@@ -212,11 +258,11 @@ class Deadlines:
     __slots__ = ("_loop", "_pending", "_timer")
 
     def __init__(self) -> None:
-        self._pending: dict[anyio.CancelScope, float] = {}
+        self._pending: dict[AttemptDeadline, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, scope: anyio.CancelScope, seconds: float) -> None:
+    def watch(self, scope: AttemptDeadline, seconds: float) -> None:
         """Cancel ``scope`` ``seconds`` from now, unless `forget` comes first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -229,7 +275,7 @@ class Deadlines:
         self._loop = loop
         self._timer = loop.call_at(deadline, self._expire)
 
-    def forget(self, scope: anyio.CancelScope) -> None:
+    def forget(self, scope: AttemptDeadline) -> None:
         """Stop watching ``scope``: its attempt ended."""
         self._pending.pop(scope, None)
 
@@ -285,16 +331,19 @@ async def exchange(
         NimConnectionError: No answer came back, saying whether the request may
             have reached the server.
     """
-    scope = anyio.CancelScope()
+    scope = AttemptDeadline()
     deadlines.watch(scope, deadline)
     try:
-        with scope:
+        async with scope:
             return await _post_to_hosts(wire, hosts, clock, action, fields, upload)
     except httpx.HTTPError as exc:
         raise _translated(exc, action) from exc
+    except TimeoutError:
+        if not scope.expired():
+            raise
     finally:
         deadlines.forget(scope)
-    # Only the deadline cancels this scope: a cancellation from outside goes on up.
+    # Only the deadline expires this scope: a cancellation from outside goes on up.
     desc = f"no whole answer within {deadline:g} s"
     raise NimTimeout(desc, action=action, may_have_reached_server=True)
 
