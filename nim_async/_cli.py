@@ -11,6 +11,7 @@ says whose it is (see ``_EXIT_STATUS``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
@@ -46,7 +47,27 @@ class _Terminated(BaseException):
 
 
 def _on_sigterm(number: int, frame: object) -> None:
+    # Only before the event loop runs: inside it, the loop's own handler
+    # (_until_terminated) cancels the command instead, since an exception
+    # raised wherever the signal lands could end up inside an event-loop
+    # callback and be logged there rather than stop the command.
     raise _Terminated
+
+
+async def _until_terminated(
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> None:
+    """Run the command; SIGTERM cancels it and raises `_Terminated` once it has unwound."""
+    loop = asyncio.get_running_loop()
+    with anyio.CancelScope() as scope:
+        loop.add_signal_handler(signal.SIGTERM, scope.cancel)
+        try:
+            await run(args)
+        finally:
+            # A batch job's own signal receiver may have replaced and removed it.
+            loop.remove_signal_handler(signal.SIGTERM)
+    if scope.cancel_called:
+        raise _Terminated
 
 
 _EXIT_STATUS = """\
@@ -232,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run: Callable[[argparse.Namespace], Coroutine[Any, Any, None]] = args.run
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        anyio.run(run, args)
+        anyio.run(_until_terminated, run, args)
     except KeyboardInterrupt:
         raise SystemExit(_INTERRUPTED) from None
     except _Terminated:
