@@ -91,5 +91,9 @@ async def nim_async(base_url: str, **settings: Any) -> AsyncIterator[Send]:
 
 def client(name: str, base_url: str) -> contextlib.AbstractAsyncContextManager[Send]:
     """One of ``CLIENTS`` on ``base_url``, with its defaults but the pool."""
-    factory = {"httpx": raw_httpx, "aiohttp": raw_aiohttp, "nim_async": nim_async}[name]
-    return factory(base_url)
+    factories: dict[str, Callable[[str], contextlib.AbstractAsyncContextManager[Send]]] = {
+        "httpx": raw_httpx,
+        "aiohttp": raw_aiohttp,
+        "nim_async": nim_async,
+    }
+    return factories[name](base_url)

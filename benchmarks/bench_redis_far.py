@@ -163,7 +163,11 @@ def run() -> dict[str, Any] | None:
     ):
         command = [sys.executable, __file__, "--worker", server.url, far_url]
         outputs = bench_limits.run_workers(command, PROCESSES, CALLS_PER_PROCESS)
-    calls = [tuple(row) for output in outputs for row in json.loads(output.splitlines()[-1])]
+    calls = [
+        (start, end, ok)
+        for output in outputs
+        for start, end, ok in json.loads(output.splitlines()[-1])
+    ]
     first = min(start for start, _, _ in calls)
     arrivals = [at for at in server.counts["arrivals"] if at >= first]
     return {"calls": calls, "rate_limited": refusals(arrivals, CALLS_PER_SECOND, 1.0)}

@@ -54,7 +54,7 @@ class Served:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
@@ -233,8 +233,9 @@ def _serve_emulator(scale: float, latency: float) -> None:
 if __name__ == "__main__":
     kind, *numbers = sys.argv[1:]
     if kind == "fixed":
-        delay, record = (float(number) for number in [*numbers, 0, 0][:2])
-        asyncio.run(_serve_fixed(delay, bool(record)))
+        delay = float(numbers[0]) if numbers else 0.0
+        record = len(numbers) > 1 and float(numbers[1]) != 0
+        asyncio.run(_serve_fixed(delay, record))
     elif kind == "emulator":
         _serve_emulator(float(numbers[0]), float(numbers[1]))
     else:

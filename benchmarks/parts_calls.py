@@ -1,4 +1,4 @@
-"""The per-call parts of benchmarks/run_all.py: CPU, the event loop, memory, uploads, bulk.
+"""The per-call parts of benchmarks/run_all.py: CPU, the event loop, memory, uploads.
 
 Every part talks over loopback sockets to a server in another process
 (bench_servers.py), through the clients of bench_clients.py. Definitions:
@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -23,7 +21,6 @@ from bench_common import (
     CPU_IN_FLIGHT,
     CPU_WARM_UP,
     HEARTBEAT,
-    HERE,
     MEMORY_CALLS,
     MEMORY_CHECKPOINT,
     MEMORY_WARM_UP,
@@ -177,18 +174,7 @@ def part_memory() -> dict[str, Any]:
         return anyio.run(_memory_marks, server.url)
 
 
-# --- bulk and upload: the existing scripts ----------------------------------------------------
-
-
-def part_bulk(side: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "bench_bulk.py"), "--side", side],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+# --- upload: bench_upload_memory.py ----------------------------------------------------------
 
 
 def part_upload() -> dict[str, Any]:

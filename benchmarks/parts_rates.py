@@ -229,8 +229,10 @@ def part_redis() -> dict[str, Any] | None:
     ):
         command = [sys.executable, __file__, "--redis-worker", server.url, redis_url]
         outputs = bench_limits.run_workers(command, PROCESSES, per_process)
-    calls = [tuple(row) for output in outputs for row in json.loads(output)]
-    return rate_result(calls, server.counts["rate_limited"], LIMIT, WINDOW, 0.0)  # type: ignore[arg-type]
+    calls: list[Call] = [
+        (start, end, ok) for output in outputs for start, end, ok in json.loads(output)
+    ]
+    return rate_result(calls, server.counts["rate_limited"], LIMIT, WINDOW, 0.0)
 
 
 def part_redis_far() -> dict[str, Any] | None:

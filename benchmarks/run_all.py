@@ -99,6 +99,7 @@ answer, waits and retries included.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -159,8 +160,8 @@ def _cancel_part() -> Any:
 
 
 PARTS: dict[str, Callable[[], Any]] = {
-    **{f"cpu_{name}": (lambda name=name: parts_calls.part_cpu(name)) for name in CLIENTS},
-    **{f"stall_{name}": (lambda name=name: parts_calls.part_stall(name)) for name in CLIENTS},
+    **{f"cpu_{name}": functools.partial(parts_calls.part_cpu, name) for name in CLIENTS},
+    **{f"stall_{name}": functools.partial(parts_calls.part_stall, name) for name in CLIENTS},
     "local": parts_rates.part_local,
     "redis": parts_rates.part_redis,
     "aio_burst": parts_rates.part_aio_burst,
@@ -172,7 +173,7 @@ PARTS: dict[str, Callable[[], Any]] = {
     "redis_far": parts_rates.part_redis_far,
     "cancel": _cancel_part,
     "memory": parts_calls.part_memory,
-    **{f"bulk_{side}": (lambda side=side: bench_bulk.measure(side)) for side in bench_bulk.SIDES},
+    **{f"bulk_{side}": functools.partial(bench_bulk.measure, side) for side in bench_bulk.SIDES},
     "upload": parts_calls.part_upload,
 }
 
@@ -236,7 +237,7 @@ def cpu(report: Report) -> None:
         benchmark = f"CPU per call, sendAttachMsg, {in_flight} in flight"
         for name in CLIENTS:
             if not best[name]:
-                error = next(_failed(r) for r in seconds[name] if _failed(r))
+                error = str(next(_failed(r) for r in seconds[name] if _failed(r)))
                 report.error(benchmark, NAMES[name], goal if name == "nim_async" else "", error)
                 continue
             us = best[name][in_flight] * 1e6
