@@ -24,6 +24,7 @@ import anyio
 import attrs
 
 from ._actions import canonical_action
+from ._admission import Admission
 from ._clock import ServerClock
 from ._endpoints import Answer, Endpoint
 from ._errors import (
@@ -121,6 +122,7 @@ class Pipeline:
         self._connections = FifoSemaphore(max_connections)
         self._pool_timeout = math.inf if pool_timeout is None else pool_timeout
         self._deadlines = Deadlines()
+        self._admission = Admission()
         # Shared with every view (with_max_wait): closing the client closes them all.
         self._lifecycle = _Lifecycle()
         self.max_wait = max_wait
@@ -183,6 +185,8 @@ class Pipeline:
             NimAPIError: The server answered an error code (after any safe retries).
             NimConnectionError: No answer came back (after any safe retries).
         """
+        # A burst's checks and encoding spread over turns of the event loop.
+        await self._admission.admit()
         fields = endpoint.form(arguments)
         validate(endpoint.action, fields)
         return await self._send(endpoint, fields)
