@@ -1,8 +1,9 @@
 """The client's settings and lifecycle, which every endpoint method builds on.
 
 Like httpx's ``BaseClient`` under ``AsyncClient``: ``BaseClient`` checks and
-holds the settings, owns the connection pool and the pipeline, and opens and
-closes them; ``NimClient`` adds one thin method per endpoint.
+holds the settings, owns the transports (``Wire``: the connection pool) and
+the pipeline, and opens and closes them; ``NimClient`` adds one thin method per
+endpoint.
 """
 
 from __future__ import annotations

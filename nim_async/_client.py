@@ -42,7 +42,7 @@ __all__ = ["CHINA_URL", "OVERSEAS_URL", "YUNXIN_CN_URLS", "YUNXIN_SG_URLS", "Nim
 
 
 class NimClient(BaseClient):
-    """An asyncio client for NIM's message API, with one pooled connection pool.
+    """An asyncio client for NIM's message API, with one connection pool.
 
     Create it inside the running event loop (in a FastAPI lifespan, not at
     import time): its connections belong to the loop that first uses them.
