@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -33,7 +33,7 @@ WARM_UP_QUEUED = 1_000
 KEY = "bench-app-key:msg/sendAttachMsg"
 
 
-async def _time_cancel(queued: int, wait: Callable[[], Awaitable[None]]) -> float:
+async def _time_cancel(queued: int, wait: Callable[[], Coroutine[Any, Any, None]]) -> float:
     """Start ``queued`` tasks running ``wait``; return the seconds cancelling them all took."""
     async with anyio.create_task_group() as group:
         for _ in range(queued):
