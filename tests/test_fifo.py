@@ -230,8 +230,8 @@ async def test_turns_are_never_lost_or_doubled_under_random_cancels() -> None:
     assert semaphore.waiting == 0
 
 
-async def test_forty_thousand_cancelled_waiters_leave_the_lock_usable() -> None:
-    """40,000 waiters queued on a held lock are all cancelled: none got the lock, the queue
+async def test_thousands_of_cancelled_waiters_leave_the_lock_usable() -> None:
+    """5,000 waiters queued on a held lock are all cancelled: none got the lock, the queue
     is empty, and the next caller takes the lock once it is released."""
     lock = FifoLock()
     admitted = 0
@@ -243,10 +243,10 @@ async def test_forty_thousand_cancelled_waiters_leave_the_lock_usable() -> None:
 
     await lock.acquire()
     async with anyio.create_task_group() as group:
-        for _ in range(40_000):
+        for _ in range(5_000):
             group.start_soon(waiter)
         await _settle()
-        assert lock.waiting == 40_000
+        assert lock.waiting == 5_000
         group.cancel_scope.cancel()
     assert admitted == 0
     assert lock.waiting == 0

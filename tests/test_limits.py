@@ -291,8 +291,8 @@ async def test_cancelled_waiters_leave_the_queue_and_the_rest_keep_their_order()
     assert order == [number for number in range(12) if number % 3]
 
 
-async def test_forty_thousand_cancelled_waiters_leave_the_budget_as_it_was() -> None:
-    """Two slots in flight, 40,000 callers queued behind them and all cancelled: none got a
+async def test_thousands_of_cancelled_waiters_leave_the_budget_as_it_was() -> None:
+    """Two slots in flight, 5,000 callers queued behind them and all cancelled: none got a
     slot, none freed one; the next caller waits until the two are answered and their
     window has passed, then exactly two get in at once."""
     clock = FakeClock()
@@ -309,7 +309,7 @@ async def test_forty_thousand_cancelled_waiters_leave_the_budget_as_it_was() -> 
         for _ in range(2):
             await in_flight.enter_async_context(limiter.slot("app:crowd", two, hold=1))
         async with anyio.create_task_group() as group:
-            for _ in range(40_000):
+            for _ in range(5_000):
                 group.start_soon(call)
             await anyio.wait_all_tasks_blocked()
             group.cancel_scope.cancel()
