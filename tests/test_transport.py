@@ -439,3 +439,22 @@ def test_each_aiohttp_error_keeps_its_truth(
     assert sent.may_have_reached_server is not isinstance(
         result, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol
     )
+
+
+async def test_uploads_stream_whole_over_either_transport(
+    wire: Wire, emulator: NimEmulator, tmp_path: Any
+) -> None:
+    """A form value streamed in pieces, a multipart body from bytes and from a file:
+    the server stores exactly the bytes sent."""
+    big = bytes(range(256)) * 4096  # 1 MB: base64 over the form's streaming threshold
+    path = tmp_path / "report.bin"
+    path.write_bytes(big[::-1])
+    with emulator.serve() as url:
+        async with make_client(**wire, base_url=url) as client:
+            urls = [
+                await client.upload(big),
+                await client.file_upload(big[:300_000], type="file"),
+                await client.file_upload(path),
+            ]
+    stored = {upload.url: upload.content for upload in emulator.uploads.values()}
+    assert [stored[one] for one in urls] == [big, big[:300_000], big[::-1]]
