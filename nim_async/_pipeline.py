@@ -26,6 +26,7 @@ import attrs
 from ._actions import canonical_action
 from ._admission import Admission
 from ._clock import ServerClock
+from ._deadlines import Deadlines
 from ._endpoints import Answer, Endpoint
 from ._errors import (
     ClientStateError,
@@ -39,7 +40,7 @@ from ._errors import (
 )
 from ._fields import Form, json_text, not_a_list, safe_repr
 from ._fifo import FifoSemaphore
-from ._http import Deadlines, Hosts, exchange
+from ._http import Hosts, exchange
 from ._limits import ActionLimits, Limiter, LimiterStats, RateLimits, bounded_wait
 from ._results import BatchEstimate, estimate
 from ._retry import RetryPolicy
