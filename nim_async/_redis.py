@@ -124,20 +124,126 @@ _RISE = 0.02
 
 
 class _Budget:
-    """One budget's waiters in this event loop, and its slots on their way back."""
+    """One budget as this event loop sees it: its waiters, and its slots on their way back.
 
-    __slots__ = ("flushing", "releases", "waiters")
+    It is the store of its `SlotQueue`: it asks Redis for slots and gives
+    them back.
+    """
+
+    __slots__ = (
+        "key",
+        "keys",
+        "limiter",
+        "limits",
+        "pace",
+        "rate_keys",
+        "releases",
+        "waiters",
+        "writing",
+    )
+
+    def __init__(self, limiter: RedisLimiter, key: str, limits: ActionLimits) -> None:
+        self.limiter = limiter
+        self.key = key
+        self.limits = limits
+        self.rate_keys = limiter._keys(key, limits)
+        self.keys = [f"{limiter._prefix}:{key}:block", *self.rate_keys]
+        # The budget's pace, in calls per second, over its tightest rate.
+        self.pace = min(rate.calls / rate.per for rate in limits.rates)
+        self.waiters = SlotQueue()
+        # The slots given back and not yet being written.
+        self.releases = _Releases()
+        self.writing = FifoLock()
+
+    @property
+    def round_trip(self) -> float:
+        """Seconds per acquire round trip at best, as measured: how far away Redis is."""
+        return self.limiter._round_trip
+
+    def most(self) -> int:
+        """The slots one ask requests at most: the pace of a few round trips, at least one."""
+        # Enough slots to keep pace over _ROUND_TRIPS_AHEAD round trips, and no
+        # more: a process that takes a whole fresh window works through it
+        # alone while the others' CPUs idle (measured: 100 per 0.5 s over
+        # loopback fell from 92% to 70% of the budget). The asks on their way
+        # together stay within that.
+        ahead = _ROUND_TRIPS_AHEAD / self.waiters.asks_in_flight
+        most = math.ceil(self.pace * self.round_trip * ahead)
+        return max(1, min(most, _MOST_SLOTS_PER_ROUND_TRIP))
+
+    async def ask(self, wanted: int, hold: float) -> tuple[list[str], float, float]:
+        """Take up to ``wanted`` slots in Redis, in one atomic script."""
+        limiter = self.limiter
+        stem = uuid.uuid4().hex
+        args: list[object] = [stem, max(1, min(wanted, _MOST_SLOTS_PER_ROUND_TRIP)), _us(hold)]
+        for rate in self.limits.rates:
+            args += [rate.calls, _us(rate.per)]
+        sent = time.monotonic()
+        state, value = await limiter._run(limiter._acquire, self.keys, args)
+        took = time.monotonic() - sent
+        # The floor of the round trips seen: the network's distance, not
+        # this process's busy moments (rising slowly, should Redis move away).
+        if took < limiter._round_trip or not limiter._round_trip:
+            limiter._round_trip = took
+        else:
+            limiter._round_trip += (took - limiter._round_trip) * _RISE
+        if state == 1:
+            return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0, 0.0
+        wait = int(value) / 1_000_000
+        # Blocked (2): the block's end is known. Full (0): the slot that
+        # frees first may still be in flight; look again within poll_interval.
+        return [], wait if state == 2 else min(wait, limiter._poll), wait
+
+    async def give_back(self, slot_id: str) -> None:
+        """Write that ``slot_id`` was answered now: it frees ``per`` from now, not provisionally.
+
+        Slots given back while a write is under way go out together in the
+        next one, written by the first of them; the others wait for that write
+        without queueing one behind another. Waits for its own write, shielded
+        from cancellation (a lost release holds the slot until its provisional
+        end), for at most two round trips.
+        """
+        batch = self.releases
+        batch.slots.append((slot_id, time.monotonic()))
+        with anyio.CancelScope(shield=True):
+            if len(batch.slots) > 1:
+                await batch.written.wait()  # the batch's first slot writes it
+                return
+            try:
+                async with self.writing:  # one write at a time
+                    # Slots given back from now on go out in the next write.
+                    self.releases = _Releases()
+                    await self._write(batch.slots)
+            finally:
+                batch.written.set()
+
+    async def _write(self, releases: list[tuple[str, float]]) -> None:
+        now = time.monotonic()
+        args: list[object] = [_us(rate.per) for rate in self.limits.rates]
+        for released, at in releases:
+            # Rounded down: an age rounded up would free the slot early.
+            args += [released, int((now - at) * 1_000_000)]
+        try:
+            await self.limiter._run(self.limiter._release, self.rate_keys, args)
+        except LimiterUnavailable:
+            # The slots keep their provisional end (start + hold + per):
+            # later than needed, never too early.
+            logger.warning(
+                "could not release a rate-limit slot of %s in Redis: "
+                "%d slot(s) keep their provisional end",
+                self.key,
+                len(releases),
+            )
+
+
+class _Releases:
+    """Slots given back, each with when (``time.monotonic()``), to be written together."""
+
+    __slots__ = ("slots", "written")
 
     def __init__(self) -> None:
-        self.waiters = SlotQueue()
-        # Slots given back, with when (time.monotonic()), not yet written.
-        self.releases: list[tuple[str, float]] = []
-        self.flushing = FifoLock()
-
-
-_local_budgets: RunVar[dict[tuple[str, tuple[Rate, ...]], _Budget]] = RunVar(
-    "nim_async_redis_queues"
-)
+        self.slots: list[tuple[str, float]] = []
+        self.written = anyio.Event()
 
 
 def _us(seconds: float) -> int:
@@ -147,11 +253,12 @@ def _us(seconds: float) -> int:
 class RedisLimiter:
     """Rate limits held in Redis, shared by every process and host.
 
-    Within one process, waiters are admitted first come, first served, and one
-    round trip asks for slots for several waiters: as many as the budget's pace
-    fills in four round trips (measured as it goes), at most 100. A waiting
-    process asks Redis again at most ``poll_interval`` seconds later, and sooner
-    when Redis says a slot frees sooner.
+    Within one event loop, the waiters of one limiter are admitted first come,
+    first served, and one round trip asks for slots for several waiters: as
+    many as the budget's pace fills in four round trips (measured as it goes),
+    at most 100, and no more than wait. A waiting process asks Redis again at
+    most ``poll_interval`` seconds later, and sooner when Redis says a slot
+    frees sooner: timed, one round trip early, to reach Redis as it frees.
 
     Args:
         redis: A ``redis://`` URL, or a ``redis.asyncio.Redis``. For a URL a
@@ -169,6 +276,7 @@ class RedisLimiter:
     __slots__ = (
         "_acquire",
         "_block",
+        "_budgets",
         "_owns_redis",
         "_poll",
         "_prefix",
@@ -207,6 +315,10 @@ class RedisLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self._block = redis.register_script(_BLOCK)
+        # Per event loop: this limiter's waiters and releases of each budget.
+        self._budgets: RunVar[dict[tuple[str, tuple[Rate, ...]], _Budget]] = RunVar(
+            "nim_async_redis_budgets"
+        )
 
     def __repr__(self) -> str:
         return f"RedisLimiter(prefix={self._prefix!r})"
@@ -228,17 +340,18 @@ class RedisLimiter:
             raise LimiterUnavailable(f"the Redis rate limiter is unreachable: {exc!r}") from exc
 
     def _budget(self, key: str, limits: ActionLimits) -> _Budget:
-        # Per budget (prefix, key and rates): limiters with another prefix hold
-        # another budget, and must neither queue behind it nor fail with its Redis.
+        # Per limiter, key and rates: a limiter with another prefix or another
+        # Redis holds another budget, and must neither queue behind it nor
+        # fail with its Redis.
         try:
-            budgets = _local_budgets.get()
+            budgets = self._budgets.get()
         except LookupError:
             budgets = {}
-            _local_budgets.set(budgets)
-        budget_key = (f"{self._prefix}:{key}", limits.rates)
+            self._budgets.set(budgets)
+        budget_key = (key, limits.rates)
         budget = budgets.get(budget_key)
         if budget is None:
-            budget = budgets[budget_key] = _Budget()
+            budget = budgets[budget_key] = _Budget(self, key, limits)
         return budget
 
     @asynccontextmanager
@@ -259,81 +372,11 @@ class RedisLimiter:
                 it is in flight).
         """
         budget = self._budget(key, limits)
-        rate_keys = self._keys(key, limits)
-        keys = [f"{self._prefix}:{key}:block", *rate_keys]
-        # The budget's pace, in calls per second, over its tightest rate.
-        pace = min(rate.calls / rate.per for rate in limits.rates)
-
-        async def ask(wanted: int, hold: float) -> tuple[list[str], float, float]:
-            # Enough slots to keep pace over _ROUND_TRIPS_AHEAD round trips,
-            # and no more: a process that takes a whole fresh window works
-            # through it alone while the others' CPUs idle (measured: 100
-            # per 0.5 s over loopback fell from 92% to 70% of the budget).
-            most = math.ceil(pace * self._round_trip * _ROUND_TRIPS_AHEAD)
-            stem = uuid.uuid4().hex
-            args: list[object] = [
-                stem,
-                max(1, min(wanted, most, _MOST_SLOTS_PER_ROUND_TRIP)),
-                _us(hold),
-            ]
-            for rate in limits.rates:
-                args += [rate.calls, _us(rate.per)]
-            sent = time.monotonic()
-            state, value = await self._run(self._acquire, keys, args)
-            took = time.monotonic() - sent
-            # The floor of the round trips seen: the network's distance, not
-            # this process's busy moments (rising slowly, should Redis move away).
-            if took < self._round_trip or not self._round_trip:
-                self._round_trip = took
-            else:
-                self._round_trip += (took - self._round_trip) * _RISE
-            if state == 1:
-                return [f"{stem}:{number}" for number in range(1, int(value) + 1)], 0.0, 0.0
-            wait = int(value) / 1_000_000
-            # Blocked (2): the block's end is known. Full (0): the slot that
-            # frees first may still be in flight; look again within poll_interval.
-            return [], wait if state == 2 else min(wait, self._poll), wait
-
-        async def give_back(slot_id: str) -> None:
-            await self._give_back(budget, key, limits, rate_keys, slot_id)
-
-        slot_id = await budget.waiters.wait_for_slot(hold, ask, give_back)
+        slot_id = await budget.waiters.wait_for_slot(hold, budget)
         try:
             yield
         finally:
-            await give_back(slot_id)
-
-    async def _give_back(
-        self, budget: _Budget, key: str, limits: ActionLimits, rate_keys: list[str], slot_id: str
-    ) -> None:
-        """Write that ``slot_id`` was answered now: it frees ``per`` from now, not provisionally.
-
-        Slots given back while a write is under way go out together in the next
-        one. Waits for its own write, shielded from cancellation (a lost release
-        holds the slot until its provisional end), for at most two round trips.
-        """
-        budget.releases.append((slot_id, time.monotonic()))
-        with anyio.CancelScope(shield=True):
-            async with budget.flushing:
-                if not budget.releases:
-                    return  # written by the waiter ahead in the queue
-                releases, budget.releases = budget.releases, []
-                now = time.monotonic()
-                args: list[object] = [_us(rate.per) for rate in limits.rates]
-                for released, at in releases:
-                    # Rounded down: an age rounded up would free the slot early.
-                    args += [released, int((now - at) * 1_000_000)]
-                try:
-                    await self._run(self._release, rate_keys, args)
-                except LimiterUnavailable:
-                    # The slots keep their provisional end (start + hold + per):
-                    # later than needed, never too early.
-                    logger.warning(
-                        "could not release a rate-limit slot of %s in Redis: "
-                        "%d slot(s) keep their provisional end",
-                        key,
-                        len(releases),
-                    )
+            await budget.give_back(slot_id)
 
     async def block(self, key: str, limits: ActionLimits, seconds: float) -> None:
         """Admit no call for ``key``, in any process, until ``seconds`` from now.
