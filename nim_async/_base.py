@@ -225,10 +225,8 @@ class BaseClient:
         http_timeout = _checked_timeout(timeout)
         routes: dict[str, httpx.AsyncBaseTransport] = {}
         if transport is None:
-            # httpx's defaults: certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR.
-            context = verify if verify is not None else httpx.create_ssl_context()
             try:
-                transport, routes = default_routes(context, max_connections)
+                transport, routes = default_routes(verify, max_connections)
             except ValueError as exc:
                 raise ConfigurationError(
                     "a proxy named by the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) "

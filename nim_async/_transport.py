@@ -100,7 +100,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     its writing.
 
     Args:
-        verify: The TLS context that checks the server's certificate.
+        verify: The TLS context that checks the server's certificate. None:
+            httpx's defaults (certifi's authorities, or ``SSL_CERT_FILE`` /
+            ``SSL_CERT_DIR``), loaded when the session opens.
         max_connections: The most connections open at once.
         keepalive_expiry: Seconds an idle connection is kept for reuse.
     """
@@ -108,7 +110,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        verify: ssl.SSLContext,
+        verify: ssl.SSLContext | None,
         max_connections: int,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
@@ -126,7 +128,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
-            ssl=self._ssl,
+            # Loading the authorities takes tens of milliseconds: not at construction.
+            ssl=self._ssl if self._ssl is not None else httpx.create_ssl_context(),
             keepalive_timeout=self._keepalive_expiry,
         )
         self._session = aiohttp.ClientSession(

@@ -183,7 +183,7 @@ class _Pattern:
 
 
 def default_routes(
-    verify: ssl.SSLContext, max_connections: int
+    verify: ssl.SSLContext | None, max_connections: int
 ) -> tuple[AiohttpTransport, dict[str, httpx.AsyncBaseTransport]]:
     """The default transport, and the routes through the environment's proxies.
 
@@ -204,7 +204,9 @@ def default_routes(
             routes[pattern] = direct
             continue
         try:
-            routes[pattern] = httpx.AsyncHTTPTransport(proxy=proxy, verify=verify, limits=limits)
+            routes[pattern] = httpx.AsyncHTTPTransport(
+                proxy=proxy, verify=True if verify is None else verify, limits=limits
+            )
         except (ValueError, ImportError, httpx.InvalidURL) as exc:
             raise ValueError(f"{pattern} {proxy!r}: {exc}") from None
     return direct, routes
