@@ -1,14 +1,15 @@
 """The server's clock, as its answers tell it: what CheckSum signatures are timed by.
 
 A signature is accepted only while ``CurTime`` is within five minutes of the
-server's clock (facts, "Calling convention"); a host whose clock is further
-off gets 414 on every call. Every answer carries an HTTP ``Date`` header, a 414
-too, so the client learns the server's time from it and signs with the
-corrected time from then on.
+server's clock (NetEase's server API documentation, 接口概述: "CurTime"); a
+host whose clock is further off gets 414 on every call. Every answer carries an
+HTTP ``Date`` header, a 414 too, so the client learns the server's time from it
+and signs with the corrected time from then on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -56,7 +57,7 @@ class ServerClock:
             server = self._last_date[1]
         else:
             try:
-                server = parsedate_to_datetime(date_header).timestamp()
+                server = _http_date(date_header)
             except (TypeError, ValueError, IndexError, OverflowError):
                 return None
             self._last_date = (date_header, server)
@@ -72,3 +73,16 @@ class ServerClock:
                 -skew,
             )
         return skew
+
+
+def _http_date(header: str) -> float:
+    """Unix seconds of an HTTP ``Date``, which is always GMT (RFC 9110, section 5.6.7).
+
+    ``parsedate_to_datetime`` gives a naive datetime for a date without a zone or
+    with ``-0000``, and ``.timestamp()`` would read that as local time: on a host in
+    UTC+8 every signature would then be eight hours off, and every call 414.
+    """
+    moment = parsedate_to_datetime(header)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
