@@ -7,14 +7,23 @@ own attributes (``nim.action``, ``nim.attempt``, ``nim.code``,
 ``nim.limiter.wait``). Metrics: calls by action and outcome, 416 answers,
 limiter wait time, batch recipients by outcome. The API is looked up once, at
 the first call; without it every hook is a no-op and nothing is imported.
+
+Telemetry never changes a call's outcome: it runs after the answer is known, so
+an exception from an exporter or a span processor there would replace a
+delivered message's result with an error, and a caller retrying on it would
+send the message twice. Its errors are logged instead: the first with its
+traceback at WARNING, the rest at DEBUG.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 __all__ = ["Telemetry", "telemetry"]
+
+logger = logging.getLogger("nim_async")
 
 _INSTRUMENTATION = "nim_async"
 
@@ -46,6 +55,7 @@ class _OpenTelemetry(Telemetry):
     __slots__ = (
         "_calls",
         "_configured_once",
+        "_failures",
         "_metrics",
         "_proxy_meter_provider",
         "_rate_limited",
@@ -61,6 +71,7 @@ class _OpenTelemetry(Telemetry):
         self._trace = trace
         self._metrics = metrics
         self._configured_once = False
+        self._failures = 0
         self._proxy_meter_provider = _proxy_meter_provider()
         self._tracer = trace.get_tracer(_INSTRUMENTATION, version("nim-async"))
         meter = metrics.get_meter(_INSTRUMENTATION, version("nim-async"))
@@ -89,7 +100,21 @@ class _OpenTelemetry(Telemetry):
         waited: float | None,
         outcome: object,
     ) -> None:
-        """See `Telemetry.attempt`."""
+        """See `Telemetry.attempt`; never raises."""
+        try:
+            self._record_attempt(action, attempt, base, started_ns, waited, outcome)
+        except Exception:
+            self._failed(action)
+
+    def _record_attempt(
+        self,
+        action: str,
+        attempt: int,
+        base: object,
+        started_ns: int,
+        waited: float | None,
+        outcome: object,
+    ) -> None:
         if not self._configured():
             return
         import urllib.parse
@@ -141,9 +166,30 @@ class _OpenTelemetry(Telemetry):
         return self._configured_once
 
     def batch_recipients(self, action: str, outcome: str, count: int) -> None:
-        """See `Telemetry.batch_recipients`."""
-        if count and self._configured():
-            self._recipients.add(count, {"nim.action": action, "nim.outcome": outcome})
+        """See `Telemetry.batch_recipients`; never raises."""
+        try:
+            if count and self._configured():
+                self._recipients.add(count, {"nim.action": action, "nim.outcome": outcome})
+        except Exception:
+            self._failed(action)
+
+    def _failed(self, action: str) -> None:
+        # Called from an except block: exc_info is the telemetry's own error.
+        self._failures += 1
+        if self._failures == 1:
+            logger.warning(
+                "OpenTelemetry failed while recording %s (the call's own outcome stands); "
+                "later telemetry failures are logged at DEBUG",
+                action,
+                exc_info=True,
+            )
+        else:
+            logger.debug(
+                "OpenTelemetry failed again (%d times) while recording %s",
+                self._failures,
+                action,
+                exc_info=True,
+            )
 
 
 def _proxy_meter_provider() -> type | None:
@@ -170,5 +216,12 @@ def telemetry() -> Telemetry:
         except ImportError:
             _found.append(_NO_TELEMETRY)
         else:
-            _found.append(_OpenTelemetry(trace, metrics))
+            try:
+                _found.append(_OpenTelemetry(trace, metrics))
+            except Exception:
+                logger.warning(
+                    "OpenTelemetry could not be set up: no spans or metrics from nim_async",
+                    exc_info=True,
+                )
+                _found.append(_NO_TELEMETRY)
     return _found[0]

@@ -3,6 +3,7 @@ the SDK's in-memory exporters; without the API installed nothing is imported."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -118,6 +119,50 @@ async def test_batch_recipients_are_counted_by_outcome(
     labels_unknown = {**labels, "nim.outcome": "unregistered"}
     assert _sum(reader, "nim.batch.recipients", **labels_accepted) - accepted == 2
     assert _sum(reader, "nim.batch.recipients", **labels_unknown) - unknown == 1
+
+
+class _BrokenProcessor(SpanProcessor):
+    """A span processor whose ``on_end`` raises while ``broken`` is set."""
+
+    broken = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.broken:
+            raise RuntimeError("exporter down")
+
+
+@pytest.fixture
+def broken_processor(
+    exporters: tuple[InMemorySpanExporter, InMemoryMetricReader],
+) -> Iterator[_BrokenProcessor]:
+    """Added to the global provider (which cannot remove it), broken only during the test."""
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    processor = _BrokenProcessor()
+    provider.add_span_processor(processor)
+    processor.broken = True
+    yield processor
+    processor.broken = False
+
+
+async def test_a_failing_span_processor_never_changes_the_outcome(
+    broken_processor: _BrokenProcessor,
+    emulator: NimEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Delivered is delivered: telemetry's error is logged (once at WARNING), never raised.
+
+    No other test breaks telemetry, so these are the process's first failures.
+    """
+    caplog.set_level(logging.DEBUG, logger="nim_async")
+    async with make_client(emulator) as client:
+        results = [await client.send_msg("alice", "bob", nim.Text(str(n))) for n in range(3)]
+    assert [result.msgid for result in results] == [m.msgid for m in emulator.messages]
+    assert [call.code for call in emulator.calls] == [200, 200, 200]
+    failures = [r for r in caplog.records if "OpenTelemetry failed" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert failures[0].exc_info is not None
+    assert "exporter down" in str(failures[0].exc_info[1])
 
 
 def test_without_the_api_nothing_is_imported_and_calls_work() -> None:
