@@ -99,11 +99,18 @@ class _State(enum.Enum):
 
 
 def _text(setting: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        # A bytes secret would fail at the first call, inside signing.
-        shown = "<bytes>" if setting == "app_secret" else value
-        raise refuse(setting, "a non-empty str", shown)
-    return value
+    # Checked here: a bytes secret would otherwise fail at the first call, inside signing.
+    if isinstance(value, str) and value:
+        return value
+    if setting != "app_secret":
+        raise refuse(setting, "a non-empty str", value)
+    # Its type only: the secret's value never appears in an error.
+    if value is None or isinstance(value, str):
+        got = "None" if value is None else "an empty str"
+    else:
+        got = f"a {type(value).__name__} (value not shown)"
+    hint = "; decode bytes first, e.g. secret.decode()" if isinstance(value, bytes) else ""
+    raise ConfigurationError(f"app_secret must be a non-empty str, got {got}{hint}")
 
 
 def _checked_timeout(value: object) -> httpx.Timeout:

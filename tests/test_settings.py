@@ -57,6 +57,25 @@ def test_a_bad_constructor_argument_raises_configuration_error(keyword: str, val
     assert "secret-as-bytes" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("secret", "got"),
+    [
+        (["x"], "got a list (value not shown)"),
+        (b"secret-as-bytes", "got a bytes (value not shown); decode bytes first"),
+        ("", "got an empty str"),
+        (None, "got None"),
+    ],
+)
+def test_a_bad_secret_is_named_by_its_type_never_its_value(secret: Any, got: str) -> None:
+    """The error says what type the secret was, and never shows the value."""
+    with pytest.raises(nim.ConfigurationError) as caught:
+        nim.NimClient(APP_KEY, secret)
+    message = str(caught.value)
+    assert message.startswith(f"app_secret must be a non-empty str, {got}")
+    assert "secret-as-bytes" not in message
+    assert "'x'" not in message
+
+
 async def test_a_retry_policy_set_later_takes_effect(emulator: NimEmulator) -> None:
     """client.retry = ... is used by the next call: one attempt instead of three."""
     async with make_client(emulator, retry=nim.RetryPolicy(backoff_base=0)) as client:
