@@ -196,7 +196,7 @@ class Push:
 
     Args:
         content: ``pushcontent``, the text shown (at most 500 characters).
-        payload: ``payload``, a JSON object handed to the app (at most 2000
+        payload: ``payload``, a JSON object handed to the app (at most 2048
             characters as JSON).
     """
 

@@ -279,7 +279,9 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("yidunAntiSpamExt", "JSON of at most 1024 characters", _json_text(1024)),
     # Push (recall's pushcontent is truncated by the server past 500, not refused).
     _Rule("pushcontent", "at most 500 characters", _max_chars(500), _NOT_RECALL),
-    _Rule("payload", "a JSON object of at most 2000 characters", _json_object(2000)),
+    # NetEase's older docs pages say 2000; the newer yunxin-server-sdk-java
+    # (SendMessageRequestV1, RecallMessageRequestV1: "不能超过 2048 字符") says 2048.
+    _Rule("payload", "a JSON object of at most 2048 characters", _json_object(2048)),
     _Rule("sound", "at most 30 characters", _max_chars(30)),
     _Rule("forcePushContent", "at most 500 characters", _max_chars(500)),
     _Rule("forcepushlist", "a JSON array of accids", _accid_array(None)),

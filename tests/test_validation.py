@@ -95,8 +95,8 @@ ROWS = [
     Row(
         "payload",
         send(push=VALUE),
-        nim.Push(payload={"k": "v" * 1992}),
-        nim.Push(payload={"k": "v" * 1993}),
+        nim.Push(payload={"k": "v" * 2040}),
+        nim.Push(payload={"k": "v" * 2041}),
     ),
     Row("ext", send(ext=VALUE), "e" * 1024, "e" * 1025),
     Row(
@@ -126,8 +126,8 @@ ROWS = [
     Row(
         "payload",
         attach(push=VALUE),
-        nim.Push(payload={"k": "v" * 1992}),
-        nim.Push(payload={"k": "v" * 1993}),
+        nim.Push(payload={"k": "v" * 2040}),
+        nim.Push(payload={"k": "v" * 2041}),
     ),
     Row("sound", attach(sound=VALUE), "s" * 30, "s" * 31),
     Row("forcePushContent", attach(force_push_content=VALUE), "f" * 500, "f" * 501),
@@ -163,8 +163,8 @@ ROWS = [
     Row(
         "payload",
         call("send_batch_attach_msg", push=VALUE),
-        nim.Push(payload={"k": "v" * 1992}),
-        nim.Push(payload={"k": "v" * 1993}),
+        nim.Push(payload={"k": "v" * 2040}),
+        nim.Push(payload={"k": "v" * 2041}),
     ),
     Row("env", call("send_batch_attach_msg", env=VALUE), "v" * 32, "v" * 33),
     # msg/upload and msg/fileUpload
@@ -208,8 +208,8 @@ ROWS = [
     Row(
         "payload",
         call("recall", push=VALUE),
-        nim.Push(payload={"k": "v" * 1992}),
-        nim.Push(payload={"k": "v" * 1993}),
+        nim.Push(payload={"k": "v" * 2040}),
+        nim.Push(payload={"k": "v" * 2041}),
     ),
     Row("env", call("recall", env=VALUE), "v" * 32, "v" * 33),
     # msg/broadcastMsg
