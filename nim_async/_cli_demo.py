@@ -43,7 +43,10 @@ async def _demo(args: argparse.Namespace) -> None:
     limits = RateLimits.default().scaled(args.scale)
     registered = [f"user{number}" for number in range(args.recipients * 9 // 10)]
     emulator = NimEmulator(
-        _DEMO_KEY, _DEMO_SECRET, rate_limits=limits, accounts=["demo-sender", *registered]
+        _DEMO_KEY,
+        _DEMO_SECRET,
+        rate_limits=limits,
+        accounts=["demo-sender", "demo-reader", *registered],
     )
     # Every 7th batch call is refused (419, not carried out): the journal
     # records those chunks as surely unsent, and resuming sends them.
@@ -61,7 +64,7 @@ async def _demo(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
             for number in range(args.messages):
-                group.start_soon(client.send_msg, "demo-sender", f"user{number}", Text("hello"))
+                group.start_soon(client.send_msg, "demo-sender", "demo-reader", Text(f"{number}"))
         print(
             f"burst: {args.messages} messages in {time.perf_counter() - started:.2f} s "
             f"(limit 100 per {limits.for_action('msg/sendMsg').rates[0].per:g} s)"

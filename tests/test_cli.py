@@ -207,6 +207,16 @@ def test_demo_kills_and_resumes_the_bulk_job_and_nobody_gets_it_twice(
     ) in out
 
 
+def test_a_demo_with_more_messages_than_recipients_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The burst's messages go to an account of their own, whatever the recipient count."""
+    main(["demo", "--messages", "50", "--recipients", "10", "--scale", "0.05"])
+    out = capsys.readouterr().out
+    assert "burst: 50 messages" in out
+    assert "in the end: 9 accepted, 1 unregistered, 0 may have been sent, 0 failed, of 10" in out
+
+
 @pytest.mark.usefixtures("served_env")
 def test_batch_reads_accids_from_a_file_and_writes_the_unsent(
     emulator: NimEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
