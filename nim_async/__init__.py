@@ -7,6 +7,7 @@ from importlib.metadata import version as _metadata_version
 from ._base import DEFAULT_MAX_WAIT
 from ._callbacks import (
     DEFAULT_CALLBACK_MAX_AGE,
+    DEFAULT_CALLBACK_MAX_BODY,
     CallbackRejected,
     callback_dependency,
     callback_id,
@@ -66,6 +67,7 @@ from ._retry import RetryPolicy
 __all__ = [
     "CHINA_URL",
     "DEFAULT_CALLBACK_MAX_AGE",
+    "DEFAULT_CALLBACK_MAX_BODY",
     "DEFAULT_MAX_WAIT",
     "OVERSEAS_URL",
     "YUNXIN_CN_URLS",

@@ -13,11 +13,13 @@ import json
 import logging
 import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -50,7 +52,7 @@ EVENT = {
     "msgTimestamp": "1700000000000",
 }
 BODY = json.dumps(EVENT, ensure_ascii=False).encode("utf-8")
-HEADERS = ("AppKey", "CurTime", "MD5", "CheckSum")
+SIGNING_HEADERS = ("CurTime", "MD5", "CheckSum")
 CALLBACK_URL = "http://app.test/nim/callback"
 
 
@@ -66,12 +68,27 @@ def _sign(
     return {"AppKey": key, "CurTime": str(cur_time_ms), "MD5": md5, "CheckSum": check}
 
 
-def _verify(headers: Mapping[str, str], body: bytes = BODY, **options: Any) -> dict[str, Any]:
+def _signed_as(*, cur_time: str, body: bytes = BODY) -> dict[str, str]:
+    """Headers correctly signed over any CurTime text, well formed or not."""
+    md5 = hashlib.md5(body).hexdigest()
+    check = hashlib.sha1(f"{APP_SECRET}{md5}{cur_time}".encode()).hexdigest()
+    return {"AppKey": APP_KEY, "CurTime": cur_time, "MD5": md5, "CheckSum": check}
+
+
+def _verify(headers: Any, body: Any = BODY, **options: Any) -> dict[str, Any]:
     options.setdefault("app_key", APP_KEY)
     return verify_callback(headers, body, APP_SECRET, clock=lambda: NOW, **options)
 
 
-def _rejected(headers: Mapping[str, str], body: bytes = BODY, **options: Any) -> CallbackRejected:
+def _outcome(headers: Any, body: Any = BODY) -> dict[str, Any] | CallbackRejected:
+    """The event, or the rejection: anything else propagates and fails the test."""
+    try:
+        return _verify(headers, body)
+    except CallbackRejected as error:
+        return error
+
+
+def _rejected(headers: Any, body: Any = BODY, **options: Any) -> CallbackRejected:
     with pytest.raises(CallbackRejected) as caught:
         _verify(headers, body, **options)
     assert APP_SECRET not in str(caught.value)
@@ -125,23 +142,43 @@ def test_max_age_is_the_allowed_distance() -> None:
     assert _rejected(headers, max_age=60).check == "stale"
 
 
-def test_curtime_is_milliseconds() -> None:
-    """CurTime in seconds, as API calls use, reads as 1970: stale."""
-    assert _rejected(_sign(cur_time_ms=int(NOW))).check == "stale"
+def test_curtime_in_seconds_is_refused_as_looking_like_seconds() -> None:
+    """CurTime in seconds, as API calls use, is stale, and the message says milliseconds belong."""
+    error = _rejected(_sign(cur_time_ms=int(NOW)))
+    assert error.check == "stale"
+    assert error.message == (
+        f"CurTime is in milliseconds since the epoch; got {int(NOW)}, which looks like seconds"
+    )
 
 
-@pytest.mark.parametrize("cur_time", ["", "soon", "1.7e12", "-1700000000000", "１７"])
+def test_a_400_digit_curtime_is_a_bad_time_quoted_short() -> None:
+    """A signed CurTime of 400 digits is refused as "bad time", naming the header and the form."""
+    error = _rejected(_signed_as(cur_time="7" * 400))
+    assert error.check == "bad time"
+    assert "CurTime must be Unix time in milliseconds" in error.message
+    assert "(400 characters)" in error.message
+    assert "7" * 41 not in error.message
+
+
+def test_a_huge_curtime_is_quoted_short() -> None:
+    """A megabyte of CurTime never comes back whole in the message."""
+    error = _rejected(_signed_as(cur_time="x" * 1_000_000))
+    assert error.check == "bad time"
+    assert len(str(error)) < 300
+
+
+@pytest.mark.parametrize(
+    "cur_time", ["", "soon", "1.7e12", "-1700000000000", "１７", "17 00", "٣", "1" * 17]
+)
 def test_curtime_that_is_not_integer_milliseconds_is_rejected(cur_time: str) -> None:
     """A CurTime that is not digits is rejected (an empty one as missing), even correctly signed."""
-    md5 = hashlib.md5(BODY).hexdigest()
-    check = hashlib.sha1(f"{APP_SECRET}{md5}{cur_time}".encode()).hexdigest()
-    headers = {"AppKey": APP_KEY, "CurTime": cur_time, "MD5": md5, "CheckSum": check}
+    headers = _signed_as(cur_time=cur_time)
     assert _rejected(headers).check == ("missing header" if not cur_time else "bad time")
 
 
-@pytest.mark.parametrize("header", HEADERS)
-def test_each_missing_header_is_rejected_by_name(header: str) -> None:
-    """Without any one of the four headers the callback is rejected, naming that header."""
+@pytest.mark.parametrize("header", SIGNING_HEADERS)
+def test_each_missing_signing_header_is_rejected_by_name(header: str) -> None:
+    """Without CurTime, MD5 or CheckSum the callback is rejected, naming that header."""
     headers = _sign()
     del headers[header]
     error = _rejected(headers)
@@ -149,10 +186,23 @@ def test_each_missing_header_is_rejected_by_name(header: str) -> None:
     assert header in str(error)
 
 
-@pytest.mark.parametrize("header", HEADERS)
+@pytest.mark.parametrize("header", SIGNING_HEADERS)
 def test_an_empty_header_counts_as_missing(header: str) -> None:
     """An empty header value is as good as none."""
     assert _rejected(_sign() | {header: ""}).check == "missing header"
+
+
+@pytest.mark.parametrize("app_key", [APP_KEY, None])
+def test_a_copy_without_an_appkey_header_is_accepted(app_key: str | None) -> None:
+    """Copies signed with CurTime, MD5 and CheckSum only verify, with or without app_key."""
+    headers = _sign()
+    del headers["AppKey"]
+    assert _verify(headers, app_key=app_key) == EVENT
+
+
+def test_an_empty_appkey_header_counts_as_absent() -> None:
+    """An empty AppKey is no AppKey: accepted, not compared with app_key."""
+    assert _verify(_sign(key="")) == EVENT
 
 
 def test_another_app_key_is_rejected() -> None:
@@ -182,6 +232,147 @@ def test_header_names_are_matched_in_any_case() -> None:
     assert _verify(Headers(_sign())) == EVENT
 
 
+def test_a_str_body_verifies_as_its_utf8_encoding() -> None:
+    """body.decode() verifies as the raw bytes do, non-ASCII text included."""
+    assert _verify(_sign(), BODY.decode("utf-8")) == EVENT
+
+
+def test_a_bytearray_or_memoryview_body_verifies() -> None:
+    """Any bytes-like body is read as the bytes it holds."""
+    assert _verify(_sign(), bytearray(BODY)) == EVENT
+    assert _verify(_sign(), memoryview(BODY)) == EVENT
+
+
+def test_a_str_body_that_is_not_the_signed_text_fails_the_md5_check() -> None:
+    """Encoding a str does not loosen the check: other text is another md5."""
+    assert _rejected(_sign(), BODY.decode("utf-8").replace("bob", "eve")).check == "md5"
+
+
+def test_a_str_body_that_cannot_be_utf8_is_refused_naming_body() -> None:
+    """A str holding a lone surrogate has no UTF-8 form: refused, naming body."""
+    error = _rejected(_sign(), "\udcff")
+    assert error.check == "bad input"
+    assert error.message.startswith("body")
+
+
+@pytest.mark.parametrize("body", [None, 5, 1.5, [BODY], {"a": 1}, object()])
+def test_a_body_of_another_type_is_refused_naming_body(body: Any) -> None:
+    """A body that is neither bytes nor str is refused, naming body, the types and what came."""
+    error = _rejected(_sign(), body)
+    assert error.check == "bad input"
+    assert error.message == (
+        f"body must be bytes as received (or str, encoded as UTF-8); got {type(body).__name__}"
+    )
+
+
+@pytest.mark.parametrize("headers", [None, 5, "CurTime: 1", b"MD5: 1", [("CurTime", "1")]])
+def test_headers_of_another_type_are_refused_naming_headers(headers: Any) -> None:
+    """Headers that are not a mapping are refused, naming headers and what came."""
+    error = _rejected(headers)
+    assert error.check == "bad input"
+    assert error.message.startswith("headers must be a mapping")
+    assert error.message.endswith(f"got {type(headers).__name__}")
+
+
+@pytest.mark.parametrize("value", [1_700_000_000_000, 1.5, ["x"], object()])
+def test_a_header_value_that_is_not_a_string_is_refused_naming_it(value: Any) -> None:
+    """A signing header whose value is not text is refused, naming the header and the type."""
+    error = _rejected(_sign() | {"CurTime": value})
+    assert error.check == "bad input"
+    assert error.message == f"headers: CurTime must be a str; got {type(value).__name__}"
+
+
+def test_bytes_header_names_and_values_are_read_as_latin1() -> None:
+    """Raw header bytes, as ASGI servers hold them, verify like their text."""
+    raw = {name.encode(): value.encode() for name, value in _sign().items()}
+    assert _verify(raw) == EVENT
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "check"),
+    [
+        ("MD5", "abc", "md5"),
+        ("MD5", "z" * 32, "md5"),
+        ("MD5", "é" * 32, "md5"),
+        ("CheckSum", "abc", "checksum"),
+        ("CheckSum", "g" * 40, "checksum"),
+        ("CheckSum", "0" * 39, "checksum"),
+    ],
+)
+def test_an_ill_formed_md5_or_checksum_is_refused_by_form(
+    header: str, value: str, check: str
+) -> None:
+    """MD5 must be 32 hex digits and CheckSum 40: the message says so and quotes what came."""
+    error = _rejected(_sign() | {header: value})
+    assert error.check == check
+    assert error.message.startswith(f"{header} must be")
+    assert repr(value) in error.message
+
+
+def test_a_header_carrying_the_secret_is_never_quoted_with_it() -> None:
+    """A rejected value that holds the app secret is quoted with the secret blanked out."""
+    error = _rejected(_sign() | {"CurTime": f"x{APP_SECRET}x"})
+    assert "<app secret>" in error.message
+
+
+def test_a_huge_foreign_appkey_is_quoted_short() -> None:
+    """Another app's key of a megabyte is refused as "app key" in a short message."""
+    error = _rejected(_sign(key="k" * 1_000_000))
+    assert error.check == "app key"
+    assert len(str(error)) < 300
+
+
+_HOSTILE_VALUES = [
+    "",
+    " ",
+    "\t\n",
+    "é",
+    "你好",
+    "\x00",
+    "-1",
+    "-1700000000000",
+    "1.5",
+    "1e3",
+    "nan",
+    "inf",
+    " 1700000000000 ",
+    "0" * 5000,
+    "9" * 5000,
+    "a" * 1_000_000,
+]
+
+
+@pytest.mark.parametrize("header", ["AppKey", *SIGNING_HEADERS])
+@pytest.mark.parametrize("value", _HOSTILE_VALUES, ids=lambda v: repr(v)[:20])
+def test_a_hostile_header_value_is_accepted_or_rejected_never_raised(
+    header: str, value: str
+) -> None:
+    """Any header value ends in the event or a CallbackRejected without the secret, never a crash.
+
+    A hostile CurTime is correctly signed, so that it reaches the time checks.
+    """
+    headers = _signed_as(cur_time=value) if header == "CurTime" else _sign() | {header: value}
+    outcome = _outcome(headers)
+    if isinstance(outcome, CallbackRejected):
+        assert APP_SECRET not in f"{outcome} {outcome!r}"
+        assert len(str(outcome)) < 300
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(["AppKey", "appkey", "CurTime", "curtime", "MD5", "CheckSum", "X"]),
+        st.one_of(st.text(), st.binary(), st.integers(), st.none()),
+    ),
+    body=st.one_of(st.binary(), st.text(), st.none(), st.integers()),
+)
+def test_any_headers_and_body_verify_or_are_rejected(headers: dict[str, Any], body: Any) -> None:
+    """Whatever the headers and body, verify_callback returns or raises CallbackRejected."""
+    outcome = _outcome(headers, body)
+    if isinstance(outcome, CallbackRejected):
+        assert APP_SECRET not in f"{outcome} {outcome!r}"
+
+
 @pytest.mark.parametrize("body", [b"not json", b"\xff\xfe", b"[1, 2]", b'"text"'])
 def test_a_signed_body_that_is_not_a_json_object_is_rejected(body: bytes) -> None:
     """A correctly signed body must still be a UTF-8 JSON object."""
@@ -198,6 +389,13 @@ def test_a_bad_max_age_is_a_configuration_error(options: dict[str, Any]) -> None
     """max_age must be a positive, finite number of seconds."""
     with pytest.raises(nim.ConfigurationError):
         _verify(_sign(), **options)
+
+
+@pytest.mark.parametrize("app_key", ["", 5])
+def test_a_bad_app_key_is_a_configuration_error(app_key: Any) -> None:
+    """app_key is a non-empty str or None."""
+    with pytest.raises(nim.ConfigurationError):
+        _verify(_sign(), app_key=app_key)
 
 
 def test_an_empty_secret_is_a_configuration_error() -> None:
@@ -292,6 +490,134 @@ async def test_the_dependency_answers_401_to_a_forgery_and_400_to_an_unreadable_
     assert not any(APP_SECRET in line for line in logged)
     assert APP_SECRET not in forged.text
     assert receiver.events == [EVENT]
+
+
+class _CountedBody:
+    """A streamed request body (no Content-Length) that counts the chunks pulled from it."""
+
+    def __init__(self, chunks: int, size: int = 64 * 1024) -> None:
+        self.pulled = 0
+        self._chunks = chunks
+        self._size = size
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self._chunks):
+            self.pulled += 1
+            yield b"x" * self._size
+
+
+def _app(**options: Any) -> Starlette:
+    """A callback route that answers the verified event and the body it can still read."""
+    verify = callback_dependency(APP_SECRET, app_key=APP_KEY, **options)
+
+    async def receive(request: Request) -> JSONResponse:
+        event = await verify(request)
+        return JSONResponse({"event": event, "body": (await request.body()).decode()})
+
+    return Starlette(routes=[Route("/nim/callback", receive, methods=["POST"])])
+
+
+async def _stream(app: Starlette, headers: Mapping[str, str], body: _CountedBody) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        return await http.post(CALLBACK_URL, content=body, headers=dict(headers))
+
+
+def _now_signed(body: bytes = BODY) -> dict[str, str]:
+    return _sign(body, cur_time_ms=int(time.time() * 1000))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"CurTime": None},
+        {"MD5": None},
+        {"CheckSum": None},
+        {"CurTime": "soon"},
+        {"CurTime": "7" * 400},
+        {"MD5": "abc"},
+        {"CheckSum": "not-a-sha1"},
+    ],
+    ids=["no CurTime", "no MD5", "no CheckSum", "word", "400 digits", "short MD5", "bad CheckSum"],
+)
+async def test_missing_or_ill_formed_headers_are_refused_before_the_body_is_read(
+    change: dict[str, str | None],
+) -> None:
+    """A request without well-formed signing headers gets 401 and not one chunk is pulled."""
+    headers = {k: v for k, v in (_now_signed() | change).items() if v is not None}
+    body = _CountedBody(chunks=100)
+    answer = await _stream(_app(), headers, body)
+    assert (answer.status_code, body.pulled) == (401, 0)
+
+
+async def test_a_streamed_body_over_the_cap_is_refused_as_soon_as_it_passes() -> None:
+    """413 at the first chunk past max_body_bytes: the rest of the body is never pulled."""
+    body = _CountedBody(chunks=100, size=64 * 1024)
+    answer = await _stream(_app(max_body_bytes=256 * 1024), _now_signed(), body)
+    assert (answer.status_code, body.pulled) == (413, 5)
+
+
+async def test_an_oversized_body_is_logged_at_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The 413 says why on the nim_async logger, for the operator."""
+    with caplog.at_level(logging.WARNING, logger="nim_async"):
+        await _stream(_app(max_body_bytes=1024), _now_signed(), _CountedBody(chunks=2))
+    assert any("body too large" in record.getMessage() for record in caplog.records)
+
+
+async def test_the_default_cap_refuses_a_body_over_one_mebibyte() -> None:
+    """Without max_body_bytes the cap is 1 MiB: the 17th chunk of 64 KiB is the last pulled."""
+    body = _CountedBody(chunks=64, size=64 * 1024)
+    answer = await _stream(_app(), _now_signed(), body)
+    assert (answer.status_code, body.pulled) == (413, 17)
+
+
+async def test_a_body_of_exactly_one_mebibyte_is_read_and_verified() -> None:
+    """The default cap admits 1 MiB: the body is read whole and verified (signed, not JSON: 400)."""
+    body = _CountedBody(chunks=16, size=64 * 1024)
+    answer = await _stream(_app(), _now_signed(b"x" * 1024 * 1024), body)
+    assert (answer.status_code, body.pulled) == (400, 16)
+
+
+@pytest.mark.parametrize("declared", [str(256 * 1024 + 1), "9" * 5000], ids=["cap+1", "huge"])
+async def test_a_declared_length_over_the_cap_is_refused_without_reading(declared: str) -> None:
+    """A Content-Length over max_body_bytes gets 413 before a single chunk is pulled."""
+    body = _CountedBody(chunks=100)
+    headers = _now_signed() | {"Content-Length": declared}
+    answer = await _stream(_app(max_body_bytes=256 * 1024), headers, body)
+    assert (answer.status_code, body.pulled) == (413, 0)
+
+
+async def test_a_body_at_the_cap_is_accepted() -> None:
+    """max_body_bytes is inclusive: a body of exactly that many bytes verifies."""
+    answer = await _post(_app(max_body_bytes=len(BODY)), _now_signed())
+    assert answer.status_code == 200
+
+
+async def test_the_route_can_still_read_the_body_after_the_dependency() -> None:
+    """The body the dependency read stays available to await request.body()."""
+    answer = await _post(_app(), _now_signed())
+    assert answer.status_code == 200
+    assert answer.json() == {"event": EVENT, "body": BODY.decode()}
+
+
+async def test_the_dependency_accepts_a_copy_without_an_appkey_header() -> None:
+    """Over HTTP too, a copy signed without AppKey verifies though app_key is given."""
+    headers = _now_signed()
+    del headers["AppKey"]
+    answer = await _post(_app(), headers)
+    assert (answer.status_code, answer.json()["event"]) == (200, EVENT)
+
+
+@pytest.mark.parametrize("max_body_bytes", [0, -1, 1.5, True, "1024", None])
+def test_a_bad_max_body_bytes_is_a_configuration_error(max_body_bytes: Any) -> None:
+    """max_body_bytes must be a positive int."""
+    with pytest.raises(nim.ConfigurationError, match="max_body_bytes"):
+        callback_dependency(APP_SECRET, max_body_bytes=max_body_bytes)
+
+
+def test_the_dependency_does_not_show_the_secret_in_its_repr() -> None:
+    """The dependency function's repr names no secret."""
+    assert APP_SECRET not in repr(callback_dependency(APP_SECRET))
 
 
 async def _send_three(client: nim.NimClient) -> list[int]:
