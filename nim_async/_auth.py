@@ -31,8 +31,8 @@ class CheckSumAuth(httpx.Auth):
 
     httpx runs ``auth_flow`` for every request it sends, so a retry gets a new
     nonce and a new CurTime: the server accepts a CheckSum only while CurTime is
-    within five minutes of its clock (facts: "A client that reuses one CheckSum
-    for longer gets 414").
+    within five minutes of its clock (NetEase's 接口概述: a client that reuses one
+    CheckSum for longer gets 414).
     """
 
     __slots__ = ("_app_key", "_app_secret", "_clock")

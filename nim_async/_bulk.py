@@ -393,7 +393,7 @@ def _stops_the_job(error: NimError) -> bool:
     common field or the signature (a wrong AppSecret); 403 an app without the
     permission; 404 a sender that does not exist (unknown recipients come back
     in ``unregister`` instead); 301/302/315/422/423 an account or an IP the
-    server refuses (facts, "Status codes").
+    server refuses (NetEase's 状态码 (status codes) page).
     """
     if isinstance(error, (JournalUnavailable, SlotTimeout, RateLimited)):
         return True

@@ -83,7 +83,10 @@ def _limiter(args: argparse.Namespace) -> Limiter:
         try:
             from ._redis import RedisLimiter
         except ImportError:
-            raise _Exit("--redis needs the redis extra: pip install 'nim-async[redis]'") from None
+            raise _Exit(
+                "--redis needs the 'redis' extra: pip install 'nim-async[redis]' "
+                "(from a checkout: pip install '.[redis]')"
+            ) from None
         return RedisLimiter(redis)
     path = getattr(args, "limiter_file", None)
     if path is None:

@@ -77,7 +77,7 @@ class Endpoint(Generic[T]):
 
     Args:
         action: The path without ``.action``, e.g. ``"msg/sendMsg"``.
-        params: The keywords that become form fields, in the seed's order.
+        params: The keywords that become form fields, in the order of NetEase's documentation.
         decode: Turns the server's JSON answer (code 200) into the method's result.
         idempotent: A second call has no further effect, so an ambiguous
             failure may be retried by default.
@@ -300,7 +300,10 @@ def _message_types(value: object) -> Form:
 
 
 def _message_at(recall_type: str, team_type: str) -> tuple[Param, ...]:
-    """The rows that point recall and delMsgOneWay at one message (seed: the same rows)."""
+    """The rows that point recall and delMsgOneWay at one message.
+
+    NetEase's 消息功能 page lists the same rows for both.
+    """
     return (
         _required("msgid", "deleteMsgid", message_id("deleteMsgid")),
         _required("timetag", "timetag", integer("timetag")),

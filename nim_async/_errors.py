@@ -178,8 +178,8 @@ class ParameterError(NimAPIError):
 class ClockSkew(ParameterError):
     """Raised on a 414 whose answer showed the local clock 5 minutes or more off the server's.
 
-    The server refuses a CheckSum whose ``CurTime`` is that far off (facts,
-    "Calling convention"). The client signs with the server's time from then
+    The server refuses a CheckSum whose ``CurTime`` is that far off (NetEase's
+    接口概述, "CurTime"). The client signs with the server's time from then
     on, and retries the call once when the retry policy has attempts left.
     """
 

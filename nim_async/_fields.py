@@ -3,8 +3,8 @@
 A `Param` ties a Python keyword to the NIM form field(s) it fills. Its encoder
 refuses a value of the wrong type with ``InvalidRequest`` naming the NIM
 parameter, and writes the value the way the server reads it: booleans as the
-strings ``true``/``false``, JSON values as compact JSON text (facts, "Calling
-convention"). The limits on the written values live in ``_validate``.
+strings ``true``/``false``, JSON values as compact JSON text (NetEase's 接口概述,
+the calling convention). The limits on the written values live in ``_validate``.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def string(name: str) -> Encoder:
 
 
 def boolean(name: str) -> Encoder:
-    """A ``bool`` sent as ``true``/``false`` (facts: booleans in form fields)."""
+    """A ``bool`` sent as ``true``/``false`` (NetEase's 接口概述: booleans in form fields)."""
 
     def encode(value: object) -> Form:
         if not isinstance(value, bool):
@@ -217,7 +217,7 @@ def only_false(name: str, code: str) -> Encoder:
 def save(name: str) -> Encoder:
     """``offline``: True keeps a notification offline (2), False online only (1).
 
-    seed, sendAttachMsg save: "1表示只发在线,2表示会存离线".
+    NetEase's 消息功能 page, sendAttachMsg ``save``: "1表示只发在线,2表示会存离线".
     """
     return codes(name, "1", "2")
 

@@ -1,8 +1,8 @@
 """Client-side rate limits: ``Rate``, ``RateLimits``, the ``Limiter`` protocol, ``LocalLimiter``.
 
 The server counts a call when it *arrives*, somewhere between our start and our
-answer, and blocks the whole action for 10 s or 60 s after a breach (facts:
-"Frequency control"). Counting starts on our side is not enough: under load
+answer, and blocks the whole action for 10 s or 60 s after a breach (NetEase's
+频率控制 (frequency control) page). Counting starts on our side is not enough: under load
 arrivals drift. So a call holds its slot from the moment it starts until ``per``
 seconds after its answer; then no server window, wherever it falls, can hold
 more than ``calls`` arrivals, whatever the latency.
@@ -127,9 +127,10 @@ class RateLimits:
         delBroadcastMsgById): 100 calls/s, blocked 10 s after a breach.
         sendBatchMsg and sendBatchAttachMsg: 120 calls/min, blocked 60 s.
         broadcastMsg: 10 calls/min and 1000 calls/day, blocked 60 s.
-        job/nos/del: 5 calls/day, blocked a day. Sources: seed "消息功能" (the
-        batch and broadcast rows), facts "Frequency control", and NetEase's
-        default frequency-control table for the message functions (job/nos/del).
+        job/nos/del: 5 calls/day, blocked a day. Sources: NetEase's "消息功能"
+        page (the batch and broadcast rows), its 频率控制 (frequency control)
+        page, and its default frequency-control table for the message functions
+        (job/nos/del).
         """
         batch = ActionLimits((Rate(120, 60),), block=60)
         return cls(

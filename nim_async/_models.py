@@ -1,7 +1,7 @@
 """Message bodies, options and results: frozen attrs classes.
 
-The bodies follow the seed's "消息格式示例": each knows its NIM ``type`` code and
-turns itself into the JSON object that goes in the ``body`` field.
+The bodies follow NetEase's "消息格式示例" (message format examples): each knows
+its NIM ``type`` code and turns itself into the JSON object that goes in the ``body`` field.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Image(Body):
 
 @attrs.frozen
 class Voice(Body):
-    """A voice message (type 2): ``dur`` in milliseconds; the seed allows only aac."""
+    """A voice message (type 2): ``dur`` in milliseconds; NetEase's 消息格式示例 allows only aac."""
 
     type: ClassVar[int] = 2
     url: str

@@ -27,9 +27,10 @@ Answer = dict[str, Any]
 
 
 def parse_unregister(value: object) -> list[str]:
-    """Read ``unregister`` in both of the server's shapes (facts: "Accept both").
+    """Read ``unregister`` in both of the server's shapes.
 
-    The seeds show a JSON array and a JSON-encoded string holding one.
+    NetEase's 消息功能 page shows both a JSON array and a JSON-encoded string
+    holding one.
     """
     if value is None or value == "":
         return []

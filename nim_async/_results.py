@@ -128,7 +128,8 @@ class BatchResult:
         msgids: Message id per recipient (when msg ids were asked for).
         timetags: The timetag of each recipient's copy, beside its message id:
             ``client.recall(result.msgids[a], result.timetags[a], from_=..., to=a)``
-            recalls it (seed, sendBatchMsg answer: "timetag", once per call).
+            recalls it (NetEase's 消息功能 page, sendBatchMsg's answer: one
+            "timetag" per call).
         failed: Chunks that failed; their recipients are in no other place.
         calls: Batch calls made (chunks attempted).
         stopped: The error that stopped the job early because every chunk

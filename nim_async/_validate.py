@@ -1,8 +1,8 @@
 """Client-side limits: one table of field rules, checked on the form as it goes on the wire.
 
 A rule is a row: the NIM parameter, the limit in words, a check, and the
-actions it applies to. Lengths count characters of the value as sent (seed:
-"最大长度5000字符"), so rules run on the encoded form, after serialization and
+actions it applies to. Lengths count characters of the value as sent (NetEase's
+消息功能 page: "最大长度5000字符"), so rules run on the encoded form, after serialization and
 before the rate limiter, the signature or any byte on the wire.
 """
 
