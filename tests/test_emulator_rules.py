@@ -185,7 +185,7 @@ BROKEN: list[tuple[str, str, object]] = [
     ("msg/sendMsg", "option", ""),
     ("msg/sendMsg", "pushcontent", "p" * 501),
     ("msg/sendMsg", "payload", "[1]"),
-    ("msg/sendMsg", "payload", json.dumps({"k": "v" * 2000})),
+    ("msg/sendMsg", "payload", json.dumps({"k": "v" * 2040})),  # 2049 characters
     ("msg/sendMsg", "ext", "e" * 1025),
     ("msg/sendMsg", "forcepushlist", '["a",1]'),
     ("msg/sendMsg", "forcepushall", "1"),
@@ -318,6 +318,24 @@ async def test_a_broken_rule_answers_414_naming_the_parameter(
     answer = await post(action, data)
     assert answer["code"] == 414
     assert param in str(answer["desc"])
+
+
+def _payload(chars: int) -> str:
+    text = json.dumps({"k": "v" * (chars - 9)})
+    assert len(text) == chars
+    return text
+
+
+PAYLOAD_ACTIONS = ["msg/sendMsg", "msg/sendBatchMsg", "msg/sendAttachMsg", "msg/sendBatchAttachMsg"]
+
+
+@pytest.mark.parametrize("action", [*PAYLOAD_ACTIONS, "msg/recall"])
+async def test_payload_takes_at_most_2048_characters(action: str) -> None:
+    """Java SDK SendMessageRequestV1 and its kin: payload "不能超过 2048 字符", 2048 included."""
+    assert (await post(action, VALID[action] | {"payload": _payload(2048)}))["code"] == 200
+    answer = await post(action, VALID[action] | {"payload": _payload(2049)})
+    assert answer["code"] == 414
+    assert "payload" in str(answer["desc"])
 
 
 async def test_return_msgid_allows_at_most_100_recipients() -> None:

@@ -39,6 +39,7 @@ def _message(
     form: dict[str, str],
     *,
     msgid: int | None,
+    notification_id: int | None = None,
     timetag: int,
     from_: str,
     to: str,
@@ -56,6 +57,7 @@ def _message(
         body=None if notification else form["body"],
         attach=form["attach"] if notification else None,
         form=form,
+        notification_id=notification_id,
     )
 
 
@@ -70,7 +72,14 @@ def _send(world: World, req: Request, *, kind: str, with_msgid: bool) -> Answer:
         return problem
     msgid = world.next_msgid() if with_msgid else None
     message = _message(
-        req, dict(form), msgid=msgid, timetag=world.now_ms(), from_=sender, to=to, team=team
+        req,
+        dict(form),
+        msgid=msgid,
+        notification_id=None if with_msgid else world.next_notification_id(),
+        timetag=world.now_ms(),
+        from_=sender,
+        to=to,
+        team=team,
     )
     world.store(message)
     if not with_msgid:
@@ -107,7 +116,15 @@ def _batch(world: World, req: Request, *, notification: bool) -> Answer:
             continue
         msgid = None if notification else world.next_msgid()
         delivery = _message(
-            req, shared, msgid=msgid, timetag=timetag, from_=sender, to=accid, team=False
+            req,
+            shared,
+            msgid=msgid,
+            # Each delivery is its own notification, with its own message copy.
+            notification_id=world.next_notification_id() if notification else None,
+            timetag=timetag,
+            from_=sender,
+            to=accid,
+            team=False,
         )
         world.store(delivery)
         if msgid is not None:

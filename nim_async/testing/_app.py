@@ -2,8 +2,9 @@
 
 It decodes each request under ``/nimserver/`` into a `Request` (headers, form or
 multipart body), hands it to the emulator, waits out the emulator's latency, and
-writes the `Answer` back: JSON as ``application/json; charset=utf-8`` (seeds:
-every answer example), or the HTML page of an injected gateway failure.
+writes the `Answer` back: JSON as ``application/json; charset=utf-8`` (every
+answer example of NetEase's server API pages), or the HTML page of an injected
+gateway failure.
 ``GET /nos/<id>`` serves uploaded files, and ``GET /emulator/state`` what the
 emulator knows and stored, as JSON: outside ``/nimserver/``, so it is neither
 a NIM action nor a recorded call, and it needs no signature. Every answer,
@@ -12,7 +13,8 @@ clock, which may be skewed; uvicorn's own is turned off where it serves the app.
 disconnects is not an error: a cut-off body is a request that never arrived,
 and a client gone during the latency leaves its call recorded and carried out,
 unanswered.
-This is the only module that imports Starlette.
+This is the only module that imports Starlette (and python-multipart, for it);
+the emulator imports it only when the app is first needed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from email.utils import formatdate
 from urllib.parse import parse_qsl
 
 import anyio
+
+try:
+    # Starlette parses multipart bodies with python-multipart, imported only when the
+    # first one arrives: imported here, a missing one is found when the app is built.
+    import python_multipart  # noqa: F401
+except ModuleNotFoundError:
+    import multipart  # noqa: F401  (python-multipart before 0.0.13)
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException

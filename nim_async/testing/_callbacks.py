@@ -1,12 +1,16 @@
 """The emulator's message copy (抄送): signed JSON events POSTed to the app's server.
 
-Written from the facts file ("Message-copy callbacks"), independent of the
+Written from NetEase's message-copy (消息抄送) documentation, independent of the
 client's verifier: ``AppKey``, ``CurTime`` in Unix **milliseconds**, ``MD5``
 (md5 hex of the raw body) and ``CheckSum = sha1(AppSecret + MD5 + CurTime)``
 in lowercase hex. The receiver has 5 s to answer.
 
-The event of a message follows NIM's copy documentation, not the facts file:
-``eventType`` 1, and every value a string, as NIM sends them.
+The events follow NetEase's message-copy page (会话类型消息抄送): ``eventType`` 1
+for messages (``convType`` ``PERSON`` / ``TEAM``) and for custom notifications
+(``CUSTOM_PERSON`` / ``CUSTOM_TEAM``), every value a string, as the page documents
+them. With ``numbers=True`` the fields the page says "可转为 Long/Integer" (can be
+read as a number) go as JSON numbers instead, so that a receiver can be tested
+against both forms.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import httpx
 
 from ._records import StoredMessage
 
-__all__ = ["ANSWER_TIMEOUT", "deliver", "message_event", "signed_headers"]
+__all__ = ["ANSWER_TIMEOUT", "NUMERIC_FIELDS", "deliver", "message_event", "signed_headers"]
 
 ANSWER_TIMEOUT = 5.0  # facts: "The receiver must answer within 5 s"
 
@@ -36,30 +40,74 @@ _MSG_TYPES = {
     100: "CUSTOM",
 }
 
+# The message-copy page's numeric fields: eventType "值为 1", msgTimestamp a time in
+# ms, msgidServer "可转为 Long", resendFlag and customSafeFlag "可转为 Integer". ``to``
+# is left a string: only a team's tid is numeric, and the emulator's tids need not be.
+NUMERIC_FIELDS = ("eventType", "msgidServer", "msgTimestamp", "resendFlag", "customSafeFlag")
 
-def message_event(message: StoredMessage) -> dict[str, str]:
-    """The copy event (``eventType`` 1) of a stored message.
+
+def message_event(message: StoredMessage, *, numbers: bool = False) -> dict[str, Any]:
+    """The copy event (``eventType`` 1) of a stored message or custom notification.
 
     Args:
-        message: A message with a msgid (custom notifications have none and no event).
+        message: A message (``msgid`` set) or a custom notification
+            (``notification_id`` set).
+        numbers: Give `NUMERIC_FIELDS` as JSON numbers instead of strings.
 
     Returns:
-        ``eventType``, ``convType`` (``PERSON`` or ``TEAM``), ``fromAccount``, ``to``,
-        ``msgType``, ``body`` (the ``body`` field as sent), ``msgidServer``,
-        ``msgTimestamp`` (Unix ms) and ``fromClientType`` (``REST``), all strings.
+        Both kinds: ``eventType``, ``convType``, ``fromAccount``, ``to``, ``msgType``,
+        ``msgidServer``, ``msgTimestamp`` (Unix ms) and ``fromClientType`` (``REST``).
+        A message adds ``body`` (as sent), ``msgidClient`` and ``resendFlag`` (``0``):
+        ``convType`` ``PERSON`` or ``TEAM``, ``msgType`` its type's name (``TEXT``, ...).
+        A notification adds ``attach`` (as sent) and ``customSafeFlag`` (``0`` for
+        ``save=1``, online only; else ``1``), and ``customApnsText`` when it had a
+        ``pushcontent``: ``convType`` ``CUSTOM_PERSON`` or ``CUSTOM_TEAM``, ``msgType``
+        ``CUSTOM_P2P_MSG`` or ``CUSTOM_TEAM_MSG``.
     """
-    kind = -1 if message.type is None else message.type
-    return {
-        "eventType": "1",
-        "convType": "TEAM" if message.team else "PERSON",
-        "fromAccount": message.from_,
-        "to": message.to,
-        "msgType": _MSG_TYPES.get(kind, str(kind)),
-        "body": message.body or "",
-        "msgidServer": str(message.msgid),
-        "msgTimestamp": str(message.timetag),
-        "fromClientType": "REST",
-    }
+    event: dict[str, Any]
+    if message.msgid is not None:
+        kind = -1 if message.type is None else message.type
+        event = {
+            "eventType": "1",
+            "convType": "TEAM" if message.team else "PERSON",
+            "fromAccount": message.from_,
+            "to": message.to,
+            "msgType": _MSG_TYPES.get(kind, str(kind)),
+            "body": message.body or "",
+            # The page lists msgidClient among the fields "一般情况下必有" (normally
+            # present); resendFlag is "0 不是重发": a REST send is never a resend.
+            "msgidClient": message.msgid_client,
+            "msgidServer": str(message.msgid),
+            "msgTimestamp": str(message.timetag),
+            "fromClientType": "REST",
+            "resendFlag": "0",
+        }
+    else:
+        form = message.form
+        event = {
+            "eventType": "1",
+            "convType": "CUSTOM_TEAM" if message.team else "CUSTOM_PERSON",
+            "fromAccount": message.from_,
+            "to": message.to,
+            "msgType": "CUSTOM_TEAM_MSG" if message.team else "CUSTOM_P2P_MSG",
+            "attach": message.attach or "",
+            "msgidServer": str(message.notification_id),
+            "msgTimestamp": str(message.timetag),
+            "fromClientType": "REST",
+            # customSafeFlag "是否存离线: 0 不存, 1 存"; sendAttachMsg's save "1 只发在线,
+            # 2 会存离线", and without save notifications are stored for offline users
+            # (seeds/000).
+            "customSafeFlag": "0" if form.get("save") == "1" else "1",
+        }
+        if "pushcontent" in form:
+            # customApnsText "自定义系统通知消息推送文本": the notification's push text.
+            # Left out without one: the page warns that not every field is always sent.
+            event["customApnsText"] = form["pushcontent"]
+    if numbers:
+        for field in NUMERIC_FIELDS:
+            if field in event:
+                event[field] = int(event[field])
+    return event
 
 
 def signed_headers(app_key: str, app_secret: str, body: bytes, cur_time_ms: int) -> dict[str, str]:

@@ -61,7 +61,7 @@ class Rule(Protocol):
 
 @attrs.frozen
 class MaxChars:
-    """At most ``limit`` characters (the seeds count characters, "字符")."""
+    """At most ``limit`` characters (NetEase's API pages count characters, "字符")."""
 
     limit: int
 
@@ -72,7 +72,7 @@ class MaxChars:
 
 @attrs.frozen
 class IntIn:
-    """An integer among ``values`` (seeds: "其他返回414", other values answer 414)."""
+    """An integer among ``values`` (NetEase's API pages: "其他返回414", others answer 414)."""
 
     values: tuple[int, ...]
 
@@ -117,7 +117,7 @@ class IntCsv:
 
 @attrs.frozen
 class OneOf:
-    """Exactly one of ``values``: booleans are the strings true/false (facts file)."""
+    """Exactly one of ``values``: form booleans are the strings true/false, as NIM reads them."""
 
     values: tuple[str, ...]
 
@@ -242,7 +242,7 @@ class Base64:
 
 @attrs.frozen
 class AntispamCustom:
-    """seeds/003 sendMsg: ``{"type": 1|2, "data": str}``, as long as ``body`` at most."""
+    """sendMsg's antispamCustom: ``{"type": 1|2, "data": str}``, at most as long as ``body``."""
 
     max_chars: int
 

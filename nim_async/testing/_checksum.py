@@ -1,4 +1,4 @@
-"""The service's check of the four signing headers (facts file, "Calling convention").
+"""The service's check of the four signing headers (NetEase's API calling convention).
 
 ``CheckSum = sha1(AppSecret + Nonce + CurTime)`` in lowercase hex; ``Nonce`` at
 most 128 characters; ``CurTime`` Unix seconds within five minutes of the

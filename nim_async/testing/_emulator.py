@@ -1,6 +1,7 @@
 """`NimEmulator`: a stateful stand-in for the NIM server's message API.
 
-Written from the seed documents and the facts file, independent of the client.
+Written from NetEase's server API documentation and official server SDKs,
+independent of the client.
 Each request goes through one pipeline (`NimEmulator._answer`):
 
     known action and POST → signing headers (414) → injected fault, unless after=True
@@ -28,6 +29,7 @@ import httpx
 
 from ._actions import ACTIONS
 from ._checksum import auth_problem
+from ._extra import needs_extra
 from ._limiter import FrequencyControl
 from ._records import (
     Call,
@@ -63,13 +65,14 @@ class NimEmulator:
     """A stateful NIM server for one app: checks, stores, limits, and fails on demand.
 
     Use it in-process through `transport` or on a real port through `serve`.
-    It checks the signing headers, Content-Type and every parameter rule of the
-    seeds and the official server SDKs (414 naming the parameter), knows
+    It checks the signing headers, Content-Type and every parameter rule of
+    NetEase's API pages and official server SDKs (414 naming the parameter), knows
     registered accounts and teams, stores messages (recall, deletion and read
     receipts find them), enforces frequency control (416) and answers injected
-    faults. Besides the eleven actions of the seeds it knows ``msg/markReadMsg``,
-    ``msg/markReadTeamMsg``, ``msg/delMsg``, ``history/delBroadcastMsgById`` and
-    ``history/querySessionMsg``, which answers from the messages it stored.
+    faults. Besides the eleven actions of NetEase's 消息功能 (message functions)
+    page it knows ``msg/markReadMsg``, ``msg/markReadTeamMsg``, ``msg/delMsg``,
+    ``history/delBroadcastMsgById`` and ``history/querySessionMsg``, which
+    answers from the messages it stored.
     `state` gives what it knows and stored as JSON-ready data, also served at
     ``GET /emulator/state``.
 
@@ -91,6 +94,7 @@ class NimEmulator:
         recall_window: float = 120.0,
         clock_skew: float = 0.0,
         msgs_as_string: bool = False,
+        callback_numbers: bool = False,
     ) -> None:
         """Create an emulated app.
 
@@ -110,7 +114,7 @@ class NimEmulator:
             unregister_as_string: Batch answers give ``unregister`` as a JSON-encoded
                 string of the array (the other documented shape) instead of an array.
             recall_window: How old (seconds) a message may be for ``msg/recall``
-                without ``ignoreTime`` (facts: two minutes by default).
+                without ``ignoreTime`` (NIM's default: two minutes).
             clock_skew: Seconds added to the real clock to make the service's clock:
                 it checks ``CurTime`` (±300 s), stamps the ``Date`` header of every
                 answer and, with `advance`, timetags and ages. For testing clients
@@ -118,6 +122,10 @@ class NimEmulator:
             msgs_as_string: ``history/querySessionMsg`` answers give ``msgs`` as a
                 string holding the JSON array instead of the array (both official
                 SDKs read either shape).
+            callback_numbers: `deliver_callbacks` sends the numeric fields of its
+                events (``eventType``, ``msgidServer``, ``msgTimestamp``, ``resendFlag``,
+                ``customSafeFlag``) as JSON numbers instead of the strings NetEase
+                documents, to test that a receiver accepts both.
 
         Raises:
             TypeError: ``rate_limits`` has no ``for_action`` method.
@@ -137,6 +145,7 @@ class NimEmulator:
             clock_skew=clock_skew,
             msgs_as_string=msgs_as_string,
         )
+        self._callback_numbers = callback_numbers
         self._control = FrequencyControl(rate_limits)
         self._faults: dict[str, deque[_Fault]] = {}
         self._periodic: dict[str, tuple[int, int, _Fault]] = {}
@@ -191,9 +200,15 @@ class NimEmulator:
     @property
     def app(self) -> ASGIApp:
         """The ASGI app: ``POST /nimserver/<action>.action``, ``GET /nos/<id>`` and
-        ``GET /emulator/state`` (`state` as JSON, unsigned: it is not part of NIM)."""
+        ``GET /emulator/state`` (`state` as JSON, unsigned: it is not part of NIM).
+
+        Raises:
+            ModuleNotFoundError: Starlette or python-multipart is not installed; the
+                message names the ``emulator`` extra that provides them.
+        """
         if self._app is None:
-            from ._app import build_app  # Starlette is an extra: import it only when needed
+            with needs_extra():  # Starlette is an extra: imported only when needed
+                from ._app import build_app
 
             self._app = build_app(self._handle, self._download, self._world.clock, self._state_json)
         return self._app
@@ -204,6 +219,9 @@ class NimEmulator:
         It honours the client's read timeout, as a socket would: an answer delayed
         by `set_latency` past it raises ``httpx.ReadTimeout``, and the call has
         been received and carried out.
+
+        Raises:
+            ModuleNotFoundError: The ``emulator`` extra is not installed (see `app`).
         """
         from ._server import InProcessTransport
 
@@ -245,7 +263,7 @@ class NimEmulator:
             count: How many calls fail.
             after: Carry the call out first (messages stored) and then answer the
                 error: an ambiguous failure. A call that fails on its own keeps its answer.
-            desc: The ``desc``; by default the facts file's text for the code.
+            desc: The ``desc``; by default NetEase's description of the code.
 
         Raises:
             ValueError: Unknown action, or ``count`` below 1.
@@ -257,7 +275,7 @@ class NimEmulator:
     ) -> None:
         """Make the next ``count`` signed calls of ``action`` answer an HTML page with ``status``.
 
-        That is what a gateway in front of NIM does (facts: HTTP 502/503/504, HTML body).
+        That is what a gateway in front of NIM does (HTTP 502/503/504 with an HTML body).
 
         Args:
             action: The action name.
@@ -283,7 +301,7 @@ class NimEmulator:
             nth: Fail the nth, 2×nth, ... call from now on; 0 stops.
             code: The NIM code to answer.
             after: Carry the call out first, as in `fail_next`.
-            desc: The ``desc``; by default the facts file's text for the code.
+            desc: The ``desc``; by default NetEase's description of the code.
 
         Raises:
             ValueError: Unknown action, or ``nth`` negative.
@@ -451,6 +469,11 @@ class NimEmulator:
 
         Returns:
             A context manager yielding the base URL, ``"http://127.0.0.1:<port>/nimserver/"``.
+
+        Raises:
+            ModuleNotFoundError: The ``emulator`` extra (Starlette, python-multipart,
+                uvicorn) is not installed; uvicorn's absence shows when the ``with``
+                block is entered.
         """
         from ._server import serve_in_thread
 
@@ -477,6 +500,8 @@ class NimEmulator:
         Raises:
             OSError: The address cannot be bound, or ``dump`` cannot be written
                 (the error's ``filename`` is ``dump``).
+            ModuleNotFoundError: The ``emulator`` extra (Starlette, python-multipart,
+                uvicorn) is not installed.
         """
         from ._server import serve_forever
 
@@ -492,11 +517,18 @@ class NimEmulator:
     ) -> list[int]:
         """POST the message copy (抄送) of the stored messages to ``url``, signed as NIM signs it.
 
-        One JSON event (``eventType`` 1) per message in `messages` from index
-        ``since`` on, in order; custom notifications have no msgid and no event.
-        Each request carries ``AppKey``, ``CurTime`` (milliseconds, the service's
-        clock), ``MD5`` and ``CheckSum``. Calling it again delivers the same
-        events again, as NIM's repeated deliveries do.
+        One JSON event (``eventType`` 1) per message and custom notification in
+        `messages` from index ``since`` on, in order (a batch call: one per
+        delivery). Message events carry ``convType`` ``PERSON`` or ``TEAM``, with
+        ``msgidClient`` and ``resendFlag``; notification events ``CUSTOM_PERSON`` or
+        ``CUSTOM_TEAM``, with ``msgType`` ``CUSTOM_P2P_MSG`` or ``CUSTOM_TEAM_MSG``,
+        ``attach``, ``customSafeFlag`` (``0`` when sent with ``save=1``, online only,
+        else ``1``) and, when sent with ``pushcontent``, ``customApnsText``. Values are
+        strings, as NetEase documents them, unless the emulator was made with
+        ``callback_numbers=True``. Each request carries ``AppKey``, ``CurTime``
+        (milliseconds, the service's clock), ``MD5`` and ``CheckSum``. Calling it
+        again delivers the same events again, with the same ``msgidServer``, as
+        NIM's repeated deliveries do.
 
         Args:
             url: The receiver's URL.
@@ -513,8 +545,9 @@ class NimEmulator:
         """
         from ._callbacks import deliver, message_event
 
+        numbers = self._callback_numbers
         with self._lock:
-            events = [message_event(m) for m in self._world.messages[since:] if m.msgid is not None]
+            events = [message_event(m, numbers=numbers) for m in self._world.messages[since:]]
         return await deliver(
             url, events, self._app_key, self._app_secret, self._world.clock, transport=transport
         )

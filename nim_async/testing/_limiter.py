@@ -1,7 +1,8 @@
 """The service's frequency control: a strict sliding-window log per action, and blocks.
 
-facts (Frequency control): a breach answers 416 and blocks the action for a
-while (10 s after 100/s; 60 s for the batch actions and broadcastMsg). Nobody
+NetEase's frequency control (频率控制) notes: a breach answers 416 and blocks
+the action for a while (10 s after 100/s; 60 s for the batch actions and
+broadcastMsg). Nobody
 publishes whether the service counts in fixed or sliding windows, so the
 emulator takes the strictest reading: a call is refused if **any** window of
 ``per`` seconds ending at its arrival already holds ``calls`` counted arrivals.

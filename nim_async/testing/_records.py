@@ -79,6 +79,8 @@ class StoredMessage:
         deleted_one_way: Set by a successful ``msg/delMsgOneWay``.
         deleted: Set by a successful ``msg/delMsg``.
         read_by: The accids that marked this team message read (``msg/markReadTeamMsg``).
+        notification_id: The server id of a custom notification, the ``msgidServer``
+            of its message copy (NIM answers none to the sender); ``None`` for messages.
     """
 
     action: str
@@ -95,6 +97,7 @@ class StoredMessage:
     deleted_one_way: bool = False
     deleted: bool = False
     read_by: set[str] = attrs.Factory(set)
+    notification_id: int | None = None
 
     @property
     def msgid_client(self) -> str | None:

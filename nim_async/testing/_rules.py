@@ -5,8 +5,11 @@ NetEase's message API documents and its official server SDKs
 (yunxin-server-sdk-java, yunxin-server-sdk-golang), which also cover
 markReadMsg, markReadTeamMsg, delMsg, history/delBroadcastMsgById and
 history/querySessionMsg (NetEase's doc page "查询单聊云端历史消息").
-`check` walks an action's rows in order and then its cross-field rules; the
-first failure is the 414 ``desc``, and it always names the parameter.
+Where the official SDKs spell a parameter otherwise than the doc pages
+(``pushContent`` for ``pushcontent``, `SPELLINGS`), both spellings have the row.
+`check` first refuses a request that sends both spellings with different
+values, then walks an action's rows in order and then its cross-field rules;
+the first failure is the 414 ``desc``, and it always names the parameter.
 Parameters not in the table are ignored, as the real service does.
 """
 
@@ -39,6 +42,7 @@ __all__ = [
     "HISTORY_TYPES",
     "MAX_UPLOAD_BYTES",
     "RULES",
+    "SPELLINGS",
     "TARGET_OS",
     "Row",
     "check",
@@ -65,7 +69,13 @@ def _req(param: str, rule: Rule | FileBytes | None = None) -> Row:
 _ACCID = MaxChars(32)  # every accid and tid: "最大32字符"
 _BOOL = OneOf(("true", "false"))
 _PUSH = MaxChars(500)  # pushcontent: "最长500个字符"
-_PAYLOAD = JsonText(2000, object_only=True)  # payload: "必须是JSON,不能超过2k字符"
+# payload: the seeds say "不能超过2k字符" (seeds/003) and "2000 characters" (seeds/000);
+# NetEase's official server SDKs give the exact figure, "不能超过 2048 字符", in the Java
+# SDK's SendMessageRequestV1, SendBatchMessageRequestV1, RecallMessageRequestV1,
+# SendAttachMsgRequestV1 and SendBatchAttachMsgRequestV1 (yunxin-server-sdk-java,
+# src/main/java/com/netease/nim/server/sdk/im/v1/message/request/ and
+# .../im/v1/system_notification/request/). One value for every action that takes it.
+_PAYLOAD = JsonText(2048, object_only=True)
 _ENV = MaxChars(32)
 _MSG_TYPES = IntIn((0, 1, 2, 3, 4, 6, 10, 100))
 _MSG_OPTION = Flags(
@@ -102,7 +112,33 @@ _NOTIFICATION_ROWS = (
     Row("checkAccidAsyncEnable", _BOOL),
 )
 
-RULES: Mapping[str, tuple[Row, ...]] = {
+# Parameters the official server SDKs send in camelCase where NetEase's doc pages (and
+# seeds/003) spell them in lower case. Both spellings get the same row, so a request
+# from either kind of client is checked alike; a parameter not listed here is spelled
+# the same in the docs and in both SDKs' request classes.
+# - msg/sendMsg: yunxin-server-sdk-golang, src/im/v1/message/message_v1_requests.go,
+#   SendMessageRequestV1: json tags "pushContent", "forcePushAll", "forcePushList",
+#   "forcePushContent" (the Go SDK sends each tag as the form field's name,
+#   src/core/utils/yunxin_param_utils.go); yunxin-server-sdk-java,
+#   src/main/java/com/netease/nim/server/sdk/im/v1/message/request/SendMessageRequestV1.java:
+#   @YunxinParam("pushContent"), ("forcePushAll"), ("forcePushContent"), where an
+#   earlier version of the class (package com.netease.nim.im.server.sdk.v1.message.request)
+#   had "pushcontent", "forcepushall", "forcepushlist", "forcepushcontent".
+# - msg/sendBatchMsg: SendBatchMessageRequestV1 in the same two files: "pushContent".
+# Not listed: recall's pushcontent (both SDKs' RecallMessageRequestV1 send "pushcontent"),
+# and sendAttachMsg / sendBatchAttachMsg, whose SDK classes (SendAttachMsgRequestV1,
+# SendBatchAttachMsgRequestV1) send the docs' own names: "pushcontent", "forcePushAll", ...
+SPELLINGS: Mapping[str, Mapping[str, str]] = {
+    "msg/sendMsg": {
+        "pushcontent": "pushContent",
+        "forcepushlist": "forcePushList",
+        "forcepushall": "forcePushAll",
+        "forcepushcontent": "forcePushContent",
+    },
+    "msg/sendBatchMsg": {"pushcontent": "pushContent"},
+}
+
+_DOCUMENTED: Mapping[str, tuple[Row, ...]] = {
     "msg/sendMsg": (
         _req("from", _ACCID),
         _req("ope", _ZERO_ONE),
@@ -264,6 +300,33 @@ RULES: Mapping[str, tuple[Row, ...]] = {
 }
 
 
+def _with_spellings(action: str, rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    # The SDKs' spelling right after the docs' one, with the very same rule.
+    other = SPELLINGS.get(action, {})
+    spelled: list[Row] = []
+    for row in rows:
+        spelled.append(row)
+        if row.param in other:
+            spelled.append(attrs.evolve(row, param=other[row.param]))
+    return tuple(spelled)
+
+
+RULES: Mapping[str, tuple[Row, ...]] = {
+    action: _with_spellings(action, rows) for action, rows in _DOCUMENTED.items()
+}
+
+
+def _one_spelling(action: str, form: Mapping[str, str]) -> str | None:
+    # Both spellings with different values: refused, naming both. NetEase documents
+    # neither spelling as winning, so the service may read either; picking one here
+    # would let a test pass on a value production may never use. The same value
+    # twice is accepted: whichever the service reads, the request means one thing.
+    for doc, sdk in SPELLINGS.get(action, {}).items():
+        if doc in form and sdk in form and form[doc] != form[sdk]:
+            return f"{doc} and {sdk} are one parameter, sent twice with different values"
+    return None
+
+
 def _text_body(form: Mapping[str, str], now: float) -> str | None:
     # seeds/003 message formats: text (0) and tip (10) bodies are {"msg": "..."};
     # the other documented formats are JSON objects; only 100 (custom) is free.
@@ -349,6 +412,9 @@ def check(
     Returns:
         The ``desc`` of the first broken rule, naming the parameter; ``None`` if all hold.
     """
+    problem = _one_spelling(action, form)
+    if problem is not None:
+        return problem
     for row in RULES.get(action, ()):
         problem = _row_problem(row, form, files)
         if problem is not None:

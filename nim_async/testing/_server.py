@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
+from ._extra import needs_extra
+
 if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp
@@ -133,8 +135,10 @@ def serve_in_thread(
     Raises:
         RuntimeError: uvicorn did not start.
         OSError: The address cannot be bound.
+        ModuleNotFoundError: uvicorn is not installed (the ``emulator`` extra).
     """
-    import uvicorn
+    with needs_extra():
+        import uvicorn
 
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -188,8 +192,10 @@ async def serve_forever(
 
     Raises:
         OSError: The address cannot be bound.
+        ModuleNotFoundError: uvicorn is not installed (the ``emulator`` extra).
     """
-    import uvicorn
+    with needs_extra():
+        import uvicorn
 
     sock = _bind(host, port)
     config = uvicorn.Config(app, lifespan="off", ws="none", date_header=False)

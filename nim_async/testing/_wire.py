@@ -85,12 +85,12 @@ def nim_answer(**fields: Any) -> Answer:
 
 
 def nim_error(code: int, desc: str | None = None, *, status: int = 200) -> Answer:
-    """A NIM error: HTTP 200 (facts: every NIM answer is 200) and ``{"code", "desc"}``."""
+    """A NIM error: HTTP 200 (NIM answers every call with 200) and ``{"code", "desc"}``."""
     return Answer(status, {"code": code, "desc": desc or CODE_TEXT.get(code, "error")})
 
 
 def html_error(status: int) -> Answer:
-    """What a gateway in front of NIM answers (facts: HTTP 502/503/504 with an HTML body)."""
+    """What a gateway in front of NIM answers: HTTP 502/503/504 with an HTML body."""
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:

@@ -28,6 +28,10 @@ __all__ = ["World"]
 # Ids shaped like the seeds' examples: msgid 1200510468189, broadcastId 48174937359009.
 _FIRST_MSGID = 1_200_510_468_189
 _FIRST_BROADCAST_ID = 48_174_937_359_009
+# Custom notifications' server ids, shaped like the msgidServer "373171" of a CUSTOM_TEAM
+# copy in NetEase's message-copy page (会话类型消息抄送); far below every msgid, so a
+# receiver that dedupes copies by msgidServer never confuses the two.
+_FIRST_NOTIFICATION_ID = 373_171
 
 
 class World:
@@ -67,6 +71,7 @@ class World:
         self.offset = 0.0
         self._msgids = itertools.count(_FIRST_MSGID)
         self._broadcast_ids = itertools.count(_FIRST_BROADCAST_ID)
+        self._notification_ids = itertools.count(_FIRST_NOTIFICATION_ID)
 
     def clock(self) -> float:
         """The service's own clock, Unix seconds: real time plus ``clock_skew``."""
@@ -83,6 +88,10 @@ class World:
     def next_msgid(self) -> int:
         """A new message id, greater than every earlier one."""
         return next(self._msgids)
+
+    def next_notification_id(self) -> int:
+        """A new custom notification id, greater than every earlier one."""
+        return next(self._notification_ids)
 
     def next_broadcast_id(self) -> int:
         """A new broadcast id, greater than every earlier one."""

@@ -17,6 +17,7 @@ import pytest
 import nim_async
 
 from ._emulator import NimEmulator
+from ._extra import INSTALL_HINT
 
 __all__ = ["APP_KEY", "APP_SECRET", "BASE_URL", "nim_client", "nim_emulator"]
 
@@ -49,7 +50,7 @@ def nim_emulator(request: pytest.FixtureRequest) -> NimEmulator:
     try:
         import starlette  # noqa: F401  (the extra this fixture needs)
     except ImportError:  # pragma: no cover - depends on the installed extras
-        pytest.fail("the nim_emulator fixture needs the extra: pip install 'nim-async[emulator]'")
+        pytest.fail(f"the nim_emulator fixture: {INSTALL_HINT}")
     marker = request.node.get_closest_marker("nim_accounts")
     accounts: tuple[str, ...] | None = None
     if marker is not None:
