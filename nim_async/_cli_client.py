@@ -80,14 +80,13 @@ def _credentials() -> tuple[str, str]:
 def _limiter(args: argparse.Namespace) -> Limiter:
     redis = getattr(args, "redis", None)
     if redis is not None:
+        from ._redis import RedisLimiter
+
         try:
-            from ._redis import RedisLimiter
-        except ImportError:
-            raise _Exit(
-                "--redis needs the 'redis' extra: pip install 'nim-async[redis]' "
-                "(from a checkout: pip install '.[redis]')"
-            ) from None
-        return RedisLimiter(redis)
+            return RedisLimiter(redis)
+        except ModuleNotFoundError as missing:
+            # Its message names the extra to install; a usage error, not a traceback.
+            raise _Exit(f"--redis: {missing}", _USAGE) from None
     path = getattr(args, "limiter_file", None)
     if path is None:
         default = default_limiter_file()

@@ -12,6 +12,7 @@ import anyio
 
 from ._config import refuse
 from ._errors import ConfigurationError, JournalLocked, JournalUnavailable
+from ._extras import needs_extra
 from ._journal import ChunkRecord, read_records, refuse_mismatch
 
 __all__ = ["RedisJournal"]
@@ -82,7 +83,8 @@ class RedisJournal:
     __slots__ = ("_key", "_lease", "_owns", "_redis", "_scripts", "_timeout", "_token")
 
     def __init__(self, redis: Any, key: str, *, timeout: float = 5.0, lease: float = 30.0) -> None:
-        import redis.asyncio as aioredis
+        with needs_extra("RedisJournal", "redis", frozenset({"redis"})):
+            import redis.asyncio as aioredis
 
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"key must be a non-empty str, got {key!r}")

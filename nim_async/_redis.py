@@ -25,6 +25,7 @@ import anyio
 from anyio.lowlevel import RunVar
 
 from ._errors import LimiterUnavailable
+from ._extras import needs_extra
 from ._fifo import FifoLock
 from ._limits import ActionLimits, Rate
 from ._slots import SlotQueue
@@ -294,7 +295,8 @@ class RedisLimiter:
         poll_interval: float = 0.02,
         timeout: float = 5.0,
     ) -> None:
-        import redis.asyncio as aioredis
+        with needs_extra("RedisLimiter", "redis", frozenset({"redis"})):
+            import redis.asyncio as aioredis
 
         self._owns_redis = isinstance(redis, str)
         if isinstance(redis, str):

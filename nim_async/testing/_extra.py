@@ -9,34 +9,25 @@ missing package says which extra to install instead of failing deep inside.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+
+from nim_async._extras import install_hint
+from nim_async._extras import needs_extra as _needs_extra
 
 __all__ = ["INSTALL_HINT", "needs_extra"]
 
-INSTALL_HINT = (
-    "nim_async.testing needs the 'emulator' extra: pip install 'nim-async[emulator]' "
-    "(from a checkout: pip install '.[emulator]')"
-)
+INSTALL_HINT = install_hint("nim_async.testing", "emulator")
 
 # The top-level modules the extra provides (python-multipart: "python_multipart",
 # and "multipart" before its 0.0.13).
 _PROVIDED = frozenset({"starlette", "python_multipart", "multipart", "uvicorn"})
 
 
-@contextlib.contextmanager
-def needs_extra() -> Iterator[None]:
-    """Turn a missing package of the extra, imported in the block, into an error naming it.
+def needs_extra() -> contextlib.AbstractContextManager[None]:
+    """Turn a missing package of the ``emulator`` extra, imported in the block, into an error.
 
     Raises:
         ModuleNotFoundError: A package of the extra is missing: the message names the
             extra and the missing module, the original error is its ``__cause__``.
             A missing module that is not the extra's goes through unchanged.
     """
-    try:
-        yield
-    except ModuleNotFoundError as error:
-        missing = (error.name or "").partition(".")[0]
-        if missing not in _PROVIDED:
-            raise
-        message = f"{INSTALL_HINT}; missing module: {missing!r}"
-        raise ModuleNotFoundError(message, name=error.name) from error
+    return _needs_extra("nim_async.testing", "emulator", _PROVIDED)
