@@ -66,18 +66,30 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the documentation site (mkdocs.yml, docs/) into .nox/docs/site, warnings as errors.
+    """Build the documentation site (mkdocs.yml, docs/) into .nox/docs/site, then test it.
 
     mkdocstrings reads the API reference from the docstrings (Google style); a
-    docstring griffe cannot match to its signature, a broken link or an exported
-    name missing from the reference fails the build.
+    docstring griffe cannot match to its signature, a broken link, an exported
+    name missing from the reference, or a member of an exported class shown
+    without its signature or docstring fails the build (warnings are errors).
+    The command-line page runs the ``nim-async`` parser, hence the ``cli``
+    extra. Then docs/_ext/test_built_site.py reads the built HTML.
     """
-    session.install(".[docs]")
+    session.install(".[docs,cli]")
     # Material's notice about its successor is not a warning about these docs.
     session.env["NO_MKDOCS_2_WARNING"] = "1"
     # Into .nox/ (ignored by git), not the checkout's site/.
     site = Path(session.virtualenv.location) / "site"
     session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs)
+    # The pytest script, not `-m pytest`: `-m` would put the checkout first on sys.path.
+    pytest = str(Path(session.bin) / "pytest")
+    session.run(
+        pytest,
+        "-p",
+        "no:cacheprovider",
+        "docs/_ext/test_built_site.py",
+        env={"NIM_ASYNC_SITE": str(site)},
+    )
 
 
 @nox.session

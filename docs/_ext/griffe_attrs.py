@@ -7,6 +7,7 @@ appear in the function signature". This rebuilds the signature attrs generates,
 the way griffe's built-in dataclasses extension does for ``@dataclass``: annotated
 fields in order (bases first), minus ``init=False``, with a leading underscore
 stripped (attrs' private-name rule) or ``alias=`` used, keyword-only where asked.
+A field declared with ``attrs.field(...)`` shows its default as its value.
 Loaded by mkdocs.yml; excluded from the built site.
 """
 
@@ -71,6 +72,10 @@ def _parameters(cls: griffe.Class) -> list[griffe.Parameter]:
             default = griffe.ExprCall(function=field["factory"], arguments=[])
         else:
             default = None
+        if field is not None:
+            # The field's entry shows its default (``max_attempts: int = 3``),
+            # not the attrs.field(...) call that declares it.
+            member.value = default
         kw_only = class_kw_only or (field is not None and str(field.get("kw_only")) == "True")
         parameters.append(
             griffe.Parameter(
