@@ -332,6 +332,11 @@ class BaseClient:
         self._batch_size = _checked_batch_size(value)
 
     async def __aenter__(self: _Client) -> _Client:
+        """Open the client for ``async with``; return the client itself.
+
+        Raises:
+            ClientStateError: The client is closed.
+        """
         if self._state is _State.CLOSED:
             raise ClientStateError(
                 f"this {type(self).__name__} is closed (nothing was sent); create a new one"
@@ -345,6 +350,7 @@ class BaseClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the client (`aclose`) when the ``async with`` block ends."""
         await self.aclose()
 
     async def aclose(self) -> None:

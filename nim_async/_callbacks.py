@@ -88,6 +88,7 @@ class CallbackRejected(NimError, ValueError):
     rejected value, and never holds the app secret or the expected checksum.
 
     Attributes:
+        message: What failed, as ``str(error)``.
         check: The check that failed: ``"bad input"`` (``headers`` is not a mapping,
             a header value is not a string, or ``body`` is neither bytes nor str),
             ``"missing header"`` (``CurTime``, ``MD5`` or ``CheckSum`` is absent or

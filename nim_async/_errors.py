@@ -248,6 +248,7 @@ class NimConnectionError(NimError):
     """Raised when the HTTP exchange failed: no answer came back.
 
     Attributes:
+        message: What went wrong, without the action's name (``str(error)`` has both).
         action: The NIM action that was being called.
         may_have_reached_server: False only when the request surely never left
             (the connection was never made, or no pooled connection was free);
@@ -284,6 +285,7 @@ class SlotTimeout(NimError):
     waiting out the budget.
 
     Attributes:
+        message: What went wrong, as ``str(error)``.
         retry_after: Seconds after which a retry may find a slot (a hint).
     """
 

@@ -75,7 +75,12 @@ class Rate:
 
 @attrs.frozen
 class ActionLimits:
-    """Every rate one action must honour, and how long the server blocks it after a breach."""
+    """Every rate one action must honour, and how long the server blocks it after a breach.
+
+    Args:
+        rates: The windows, all honoured at once (broadcastMsg: 10 a minute and 1000 a day).
+        block: Seconds the server blocks the action after a breach (answering 416).
+    """
 
     rates: tuple[Rate, ...]
     block: float = attrs.field(validator=at_least(0), converter=_seconds)
@@ -87,7 +92,8 @@ class ActionLimits:
         )
 
 
-# facts, "Frequency control": 100/s with a 10 s block is the plan default for every action.
+# NetEase's 频率控制 (frequency control) page: 100/s with a 10 s block is the plan
+# default for every action.
 _PLAN_DEFAULT = ActionLimits((Rate(100, 1),), block=10)
 _DAY = 24 * 60 * 60
 

@@ -31,7 +31,12 @@ __all__ = [
 
 
 class Body:
-    """Base class of the message bodies; ``type`` is the NIM message type code."""
+    """Base class of the message bodies.
+
+    Attributes:
+        type: The NIM message type code, fixed by the class: 0 text, 1 image,
+            2 voice, 3 video, 4 location, 6 file, 10 tip, 100 custom.
+    """
 
     __slots__ = ()
     __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
@@ -49,7 +54,11 @@ class Body:
 
 @attrs.frozen
 class Text(Body):
-    """A text message (type 0)."""
+    """A text message (type 0).
+
+    Args:
+        msg: The text (at most 5000 characters, as NetEase's 消息功能 page sets ``body``).
+    """
 
     type: ClassVar[int] = 0
     msg: str
@@ -57,7 +66,17 @@ class Text(Body):
 
 @attrs.frozen
 class Image(Body):
-    """An image message (type 1): the file's URL, md5, suffix, size in pixels and bytes."""
+    """An image message (type 1): the file's URL, md5, suffix, size in pixels and bytes.
+
+    Args:
+        url: Where the image is stored (for example, what `NimClient.upload` returned).
+        md5: The md5 of the image file, hex.
+        ext: The file's suffix, such as ``"jpg"``.
+        w: Width in pixels.
+        h: Height in pixels.
+        size: The file's size in bytes.
+        name: The image's name, if any.
+    """
 
     type: ClassVar[int] = 1
     url: str
@@ -71,7 +90,15 @@ class Image(Body):
 
 @attrs.frozen
 class Voice(Body):
-    """A voice message (type 2): ``dur`` in milliseconds; NetEase's 消息格式示例 allows only aac."""
+    """A voice message (type 2); NetEase's 消息格式示例 (message format examples) allows only aac.
+
+    Args:
+        url: Where the audio file is stored.
+        md5: The md5 of the file, hex.
+        dur: Its duration in milliseconds.
+        size: The file's size in bytes.
+        ext: The file's suffix: ``"aac"``.
+    """
 
     type: ClassVar[int] = 2
     url: str
@@ -83,7 +110,17 @@ class Voice(Body):
 
 @attrs.frozen
 class Video(Body):
-    """A video message (type 3): ``dur`` in milliseconds, ``w``/``h`` in pixels."""
+    """A video message (type 3).
+
+    Args:
+        url: Where the video file is stored.
+        md5: The md5 of the file, hex.
+        dur: Its duration in milliseconds.
+        w: Width in pixels.
+        h: Height in pixels.
+        size: The file's size in bytes.
+        ext: The file's suffix, such as ``"mp4"``.
+    """
 
     type: ClassVar[int] = 3
     url: str
@@ -97,7 +134,13 @@ class Video(Body):
 
 @attrs.frozen
 class Location(Body):
-    """A location message (type 4)."""
+    """A location message (type 4).
+
+    Args:
+        title: The place's name or address, as shown.
+        lng: Longitude, degrees.
+        lat: Latitude, degrees.
+    """
 
     type: ClassVar[int] = 4
     title: str
@@ -107,7 +150,15 @@ class Location(Body):
 
 @attrs.frozen
 class File(Body):
-    """A file message (type 6)."""
+    """A file message (type 6).
+
+    Args:
+        url: Where the file is stored.
+        md5: The md5 of the file, hex.
+        name: The file's name, as shown.
+        ext: The file's suffix, such as ``"pdf"``.
+        size: The file's size in bytes.
+    """
 
     type: ClassVar[int] = 6
     url: str
@@ -119,7 +170,11 @@ class File(Body):
 
 @attrs.frozen
 class Tip(Body):
-    """A tip message (type 10), shown in the conversation as a notice."""
+    """A tip message (type 10), shown in the conversation as a notice.
+
+    Args:
+        msg: The notice's text.
+    """
 
     type: ClassVar[int] = 10
     msg: str
@@ -127,7 +182,11 @@ class Tip(Body):
 
 @attrs.frozen
 class Custom(Body):
-    """A custom message (type 100): ``data`` is any JSON-able value, sent as the body."""
+    """A custom message (type 100).
+
+    Args:
+        data: Any JSON-able value: it is the ``body`` as sent.
+    """
 
     type: ClassVar[int] = 100
     data: Any

@@ -203,6 +203,19 @@ class BatchJob:
         journal: A path (an SQLite file), a ``RedisJournal``, or None for none.
         resend_in_flight: On resume, send again the chunks that were in flight
             when the previous run stopped (they may then arrive twice).
+
+    Attributes:
+        total: How many recipients the send has, once known (a sized ``to``, or
+            when the iterator is exhausted); None before.
+        stopped: The error that stopped the job early (see
+            `BatchResult.stopped`), or None.
+        estimate: The budget's estimate of calls and time, set when the send starts.
+        pace: The rate limits the send runs under, for the ETA; None without limits.
+        request: The action and form the chunks were sent with, which
+            `NimClient.reconcile` uses to ask the service's history; None before the
+            send starts.
+        fingerprint: The job's identity in its journal (app key, service, action,
+            message and recipients); None before the send starts.
     """
 
     __slots__ = (
