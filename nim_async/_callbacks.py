@@ -26,6 +26,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ._errors import ConfigurationError, NimError
+from ._extras import needs_extra
 
 logger = logging.getLogger("nim_async")
 
@@ -405,9 +406,11 @@ def callback_dependency(
             ``None`` or a non-empty str, ``max_age`` is not a positive number, or
             ``max_body_bytes`` is not a positive int.
     """
-    # Starlette is the web framework's, not ours: imported only by those who call this.
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    # Starlette is the web framework's (FastAPI brings it), not ours: imported only
+    # by those who call this; without it, the error names the extra that has it.
+    with needs_extra("callback_dependency", "emulator", frozenset({"starlette"})):
+        from starlette.exceptions import HTTPException
+        from starlette.requests import Request
 
     _check_settings(app_secret, max_age, app_key)
     if not (

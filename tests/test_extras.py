@@ -50,6 +50,30 @@ def test_a_missing_redis_extra_is_named(feature: str, use: str) -> None:
     assert cause == "ModuleNotFoundError"
 
 
+def test_callback_dependency_without_starlette_names_the_extra() -> None:
+    """Without Starlette (FastAPI brings it), the dependency says which extra has it."""
+    script = (
+        "import sys\n"
+        "sys.modules['starlette'] = None\n"
+        "import nim_async as nim\n"
+        "try:\n"
+        "    nim.callback_dependency('secret')\n"
+        "except ModuleNotFoundError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.startswith(
+        "callback_dependency needs the 'emulator' extra: pip install 'nim-async[emulator]'"
+    )
+
+
 def test_a_missing_module_the_extra_does_not_provide_goes_through_unchanged() -> None:
     """Only the extra's own modules are renamed: another missing module is reported as itself."""
     from nim_async._extras import needs_extra
