@@ -198,9 +198,14 @@ def test_demo_kills_and_resumes_the_bulk_job_and_nobody_gets_it_twice(
     assert 0 < int(killed[1].replace(",", "")) < 5000
     in_flight = int(killed[2])
     assert re.search(r"resumed in .* 0 failed; \d+ calls", out), out
-    settled = re.search(rf"about the {in_flight} chunks .*: (\d+) had arrived, (\d+) had not", out)
+    settled = re.search(r"about the (\d+) chunks .*: (\d+) had arrived, (\d+) had not", out)
     assert settled is not None, out
-    assert int(settled[1]) + int(settled[2]) == in_flight
+    # At least the chunks in flight at the kill; more when the journal's write of an
+    # answer that did come was cut short (a loaded machine): the journal then still
+    # says "sending", and the history settles those too.
+    asked = int(settled[1])
+    assert asked >= in_flight
+    assert int(settled[2]) + int(settled[3]) == asked
     assert (
         "in the end: 4,500 accepted, 500 unregistered, 0 may have been sent, 0 failed, "
         "of 5,000; 0 answers 416 (blocked) in all"

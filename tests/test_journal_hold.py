@@ -7,10 +7,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import anyio
 import pytest
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 _STARTED: list[subprocess.Popen[str]] = []
+# Each worker's stderr, by pid: shown when a worker ends without a word.
+_ERRORS: dict[int, IO[bytes]] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +46,14 @@ def _no_worker_left() -> Iterator[None]:
             worker.send_signal(signal.SIGCONT)
             worker.kill()
         worker.communicate(timeout=30)
+    while _ERRORS:
+        _ERRORS.popitem()[1].close()
 
 
 def _worker(
     base_url: str, journal: str, prefix: str, app_key: str = APP_KEY
 ) -> subprocess.Popen[str]:
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the test ends)
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -60,8 +67,11 @@ def _worker(
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        # To a file, not a pipe: a worker that is never read cannot block on it.
+        stderr=errors,
         text=True,
     )
+    _ERRORS[worker.pid] = errors
     _STARTED.append(worker)
     assert worker.stdout is not None
     assert worker.stdout.readline().strip() == "ready"
@@ -69,9 +79,18 @@ def _worker(
 
 
 def _finish(worker: subprocess.Popen[str]) -> str:
-    """The worker's last line, once it has ended."""
+    """The worker's last line, once it has ended; its stderr when it printed nothing."""
     out, _ = worker.communicate(timeout=60)
-    return (out.strip().splitlines() or [""])[-1]
+    lines = out.strip().splitlines()
+    if lines:
+        return lines[-1]
+    return f"no output, exit {worker.returncode}; stderr: {_stderr(worker)}"
+
+
+def _stderr(worker: subprocess.Popen[str]) -> str:
+    errors = _ERRORS[worker.pid]
+    errors.seek(0)
+    return errors.read().decode(errors="replace")[-3000:]
 
 
 def _sent_by_then(emulator: NimEmulator, prefix: str, at_least: int) -> None:
