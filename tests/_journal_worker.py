@@ -25,9 +25,10 @@ import nim_async as nim
 BATCH_SIZE = 20
 MAX_CONCURRENCY = 4
 APP_KEY = "test-app-key"
-# Short enough that a killed runner's lease lapses within a trial.
-REDIS_TIMEOUT = 0.15
-REDIS_LEASE = 0.5
+# Short enough that a killed runner's lease lapses within a trial; the timeout long
+# enough for a round trip to a local Redis on a loaded 2-core machine.
+REDIS_TIMEOUT = 0.3
+REDIS_LEASE = 1.0
 
 
 def journal_of(spec: str) -> nim.Journal:

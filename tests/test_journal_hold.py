@@ -180,7 +180,7 @@ def _two_resumers_after_a_kill(journal: str) -> None:
         _sent_by_then(emulator, "k", 2 * BATCH_SIZE)
         killed.kill()
         _finish(killed)
-        time.sleep(0.6)  # a Redis lease of the killed runner lapses (0.5 s)
+        time.sleep(REDIS_LEASE + 0.1)  # a Redis lease of the killed runner lapses
         resumers = [_worker(base_url, journal, "k") for _ in range(2)]
         endings = sorted(_finish(worker) for worker in resumers)
     # Both may finish one after the other (the second then finds nothing to do);
