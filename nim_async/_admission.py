@@ -46,16 +46,23 @@ class Admission:
 
     async def admit(self) -> None:
         """Return in this turn if it has room and nobody waits; else in a later turn."""
-        loop = asyncio.get_running_loop()
+        turn = self.enter()
+        if turn is not None:
+            await turn
+
+    def enter(self) -> asyncio.Future[None] | None:
+        """`admit` without a coroutine when the turn has room: None if admitted now,
+        else the future to await, which is done in the turn that admits the caller."""
         if not self._scheduled:
             self._scheduled = True
+            loop = asyncio.get_running_loop()
             loop.call_soon(self._next_turn, loop)
         if self._admitted < self._per_turn and not self._waiting:
             self._admitted += 1
-            return
-        waiter = loop.create_future()
+            return None
+        waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        await waiter
+        return waiter
 
     def _next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         admitted = 0

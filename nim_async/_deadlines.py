@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -19,19 +20,55 @@ __all__ = ["AttemptDeadline", "Deadlines"]
 
 if sys.version_info >= (3, 11):
 
-    class AttemptDeadline(asyncio.Timeout):
+    class AttemptDeadline:
         """The scope of one attempt, which `Deadlines` expires: then ``TimeoutError``.
 
-        asyncio's own timeout scope, armed by no timer of its own: it costs a
-        third of an anyio cancel scope, and every call enters one.
+        asyncio.Timeout's rule (cancel the task; turn that cancellation, and
+        only that one, into ``TimeoutError`` on the way out), without its
+        timer, its state enum and its checks: an attempt enters one, and
+        asyncio.Timeout costs about 3 µs a call where this costs a fraction.
         """
 
+        __slots__ = ("_cancelling", "_expired", "_task")
+
         def __init__(self) -> None:
-            super().__init__(None)
+            self._task: asyncio.Task[Any] | None = None
+            self._cancelling = 0
+            self._expired = False
+
+        async def __aenter__(self) -> AttemptDeadline:
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("an attempt's deadline needs a task")
+            self._task = task
+            self._cancelling = task.cancelling()
+            return self
+
+        async def __aexit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            traceback: TracebackType | None,
+        ) -> None:
+            task, self._task = self._task, None
+            if (
+                self._expired
+                and task is not None
+                and task.uncancel() <= self._cancelling
+                and exc_type is asyncio.CancelledError
+            ):
+                # No other cancellation came meanwhile: this one was ours.
+                raise TimeoutError from exc
+
+        def expired(self) -> bool:
+            """Whether the deadline ended the attempt."""
+            return self._expired
 
         def cancel(self) -> None:
             """Expire the scope now (from a callback of the event loop)."""
-            self.reschedule(-math.inf)
+            if self._task is not None and not self._expired:
+                self._expired = True
+                self._task.cancel()
 
 else:  # pragma: no cover - the tests run on 3.11 and newer
 

@@ -71,6 +71,18 @@ T = TypeVar("T")
 Answer = dict[str, Any]
 
 
+# One keyword of a form: its name, encoder, whether required, its NIM name, and
+# (for a parameter filled from several keywords) all of them.
+_Step = tuple[str, Callable[[Any], Form], bool, str, tuple[str, ...]]
+
+
+def _plan(endpoint: Endpoint[Any]) -> tuple[_Step, ...]:
+    return tuple(
+        (p.keyword, p.encode, p.required, p.nim, p.keywords if p.also else ())
+        for p in endpoint.params
+    )
+
+
 @attrs.frozen
 class Endpoint(Generic[T]):
     """One NIM action: its path, keywords, answer, and whether repeating it is harmless.
@@ -89,6 +101,19 @@ class Endpoint(Generic[T]):
     decode: Callable[[Answer], T]
     idempotent: bool = False
     recipients: str | None = None
+    # What form() does per keyword, worked out once per endpoint, not per call.
+    _plan: tuple[_Step, ...] = attrs.field(
+        init=False, repr=False, eq=False, default=attrs.Factory(_plan, takes_self=True)
+    )
+    # Whether a form may hold a file part (msg/fileUpload), to look for one only then.
+    uploads: bool = attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        default=attrs.Factory(
+            lambda self: any(p.encode is file_content for p in self.params), takes_self=True
+        ),
+    )
 
     def form(self, arguments: Mapping[str, object]) -> Form:
         """Write the method's ``arguments`` as form fields, checking each one's type.
@@ -98,13 +123,15 @@ class Endpoint(Generic[T]):
                 required one that is None.
         """
         fields: Form = {}
-        for param in self.params:
-            if param.also:
-                fields.update(param.fields(tuple(arguments[k] for k in param.keywords)))
+        for keyword, encode, required, nim, keywords in self._plan:
+            if keywords:
+                fields.update(encode(tuple(arguments[k] for k in keywords)))
                 continue
-            value = arguments[param.keyword]
-            if value is not None or param.required:  # most keywords are left out
-                fields.update(param.fields(value))
+            value = arguments[keyword]
+            if value is not None:
+                fields.update(encode(value))
+            elif required:
+                raise InvalidRequest(nim, "given (it is required)", "None")
         return fields
 
 

@@ -280,7 +280,9 @@ def json_value(name: str, *, text: bool = True) -> Encoder:
             return {name: value}
         if not isinstance(value, Mapping):
             raise _refuse(name, accepts, value)
-        return {name: _json_or_refuse(name, accepts, dict(value))}
+        # A mapping of another kind is copied: json encodes only dicts as objects.
+        plain = value if type(value) is dict else dict(value)
+        return {name: _json_or_refuse(name, accepts, plain)}
 
     return encode
 

@@ -86,58 +86,89 @@ class _LargeForm:
             yield piece
 
 
-_FORM_TYPE = FORM_CONTENT_TYPE.encode()
 # The form's names are a few dozen NIM parameters: each is escaped once.
 _ESCAPED_NAMES: dict[str, str] = {}
+# quote_plus as one str.translate: its three calls and its list of bytes cost
+# more than the escaping itself for the short values most fields hold; past a
+# few hundred characters quote_plus's cached quoter is the faster of the two.
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_QUOTE_PLUS = {
+    byte: "+" if byte == 0x20 else f"%{byte:02X}" for byte in range(256) if byte not in _UNRESERVED
+}
+_TRANSLATE_UP_TO = 256
 
 
 def _escaped(text: str) -> str:
-    # Accids, codes and numbers need no escaping: skip quote_plus's three calls.
-    return text if text.isalnum() and text.isascii() else quote_plus(text)
+    if len(text) > _TRANSLATE_UP_TO:
+        return quote_plus(text)
+    if text.isascii():
+        # Accids, codes and numbers come back as they are.
+        return text.translate(_QUOTE_PLUS)
+    # Each UTF-8 byte as the one Latin-1 character of the same number.
+    return text.encode("utf-8").decode("latin-1").translate(_QUOTE_PLUS)
 
 
-def _form_body(fields: Mapping[str, str]) -> bytes:
+def _form_body(fields: Mapping[str, str]) -> bytes | None:
+    """The url-encoded form, or None if a value is long enough to be streamed."""
     parts = []
     for name, value in fields.items():
+        if len(value) > _STREAM_VALUES_OVER:
+            return None
         escaped = _ESCAPED_NAMES.get(name)
         if escaped is None:
             escaped = _ESCAPED_NAMES[name] = quote_plus(name)
         parts.append(f"{escaped}={_escaped(value)}")
-    return "&".join(parts).encode("utf-8")
+    # Every character is ASCII now.
+    return "&".join(parts).encode("ascii")
 
 
 def _form_request(wire: Wire, url: httpx.URL, fields: Mapping[str, str]) -> httpx.Request:
-    if max(map(len, fields.values()), default=0) <= _STREAM_VALUES_OVER:
-        body = _form_body(fields)
-        return wire.form_request(url, body, content_type=_FORM_TYPE, length=len(body))
+    body = _form_body(fields)
+    if body is not None:
+        return wire.form_request(url, body, content_type=FORM_CONTENT_TYPE, length=len(body))
     large = _LargeForm(fields)
-    return wire.form_request(url, large, content_type=_FORM_TYPE, length=large.length)
+    return wire.form_request(url, large, content_type=FORM_CONTENT_TYPE, length=large.length)
 
 
-def _header(response: httpx.Response, name: bytes) -> str | None:
-    # From the raw pairs: httpx.Headers' lookups decode every header on each call.
+def _headers(response: httpx.Response) -> tuple[str | None, bool]:
+    """The answer's ``Date``, and whether it has a ``Content-Encoding``, in one pass.
+
+    From the raw pairs: httpx.Headers' lookups decode every header on each call.
+    """
+    date: bytes | None = None
+    encoded = False
     for key, value in response.headers.raw:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+        lowered = key.lower()
+        if lowered == b"date":
+            if date is None:
+                date = value
+        elif lowered == b"content-encoding":
+            encoded = True
+    return (None if date is None else date.decode("latin-1")), encoded
 
 
-async def _read_capped(response: httpx.Response, action: str) -> bytes:
-    body = bytearray()
+async def _read_capped(response: httpx.Response, action: str, encoded: bool) -> bytes:
+    parts: list[bytes] = []
+    size = 0
     # httpx decodes a Content-Encoding; a plain answer is read as it comes.
-    pieces = response.aiter_bytes() if _header(response, b"content-encoding") else response.stream
+    pieces = response.aiter_bytes() if encoded else response.stream
     async for piece in pieces:  # type: ignore[union-attr]
-        body += piece
-        if len(body) > MAX_ANSWER_BYTES:
+        size += len(piece)
+        if size > MAX_ANSWER_BYTES:
             desc = f"HTTP {response.status_code}: an answer over {MAX_ANSWER_BYTES} bytes"
             raise MalformedAnswer(response.status_code, desc, action)
-    return bytes(body)
+        parts.append(piece)
+    return b"".join(parts)
 
 
 def _decode(status: int, body: bytes, action: str) -> Answer:
     """Read a NIM answer: its JSON ``code`` decides; any HTTP 5xx is a server error."""
     try:
-        answer = json.loads(body)
+        try:
+            # JSON as NIM sends it, UTF-8, without json.loads's guess at the encoding.
+            answer = json.loads(body.decode("utf-8"))
+        except ValueError:
+            answer = json.loads(body)  # a BOM, UTF-16 or -32: as json.loads reads bytes
     except (ValueError, RecursionError):
         answer = None
     code = answer.get("code") if isinstance(answer, dict) else None
@@ -231,7 +262,20 @@ async def exchange(
     deadlines.watch(scope, deadline)
     try:
         async with scope:
-            return await _post_to_hosts(wire, hosts, clock, action, fields, upload)
+            last = len(hosts.urls)
+            for tried in range(1, last + 1):
+                base = hosts.current
+                url = hosts.action_url(action)
+                try:
+                    if upload is None:
+                        request = _form_request(wire, url, fields)
+                        return await _send(wire.transport_at(url), request, clock, action)
+                    return await _send_upload(wire, url, clock, action, fields, upload)
+                except (httpx.ConnectError, httpx.ConnectTimeout):
+                    hosts.unreachable(base)
+                    if tried == last:
+                        raise
+            raise AssertionError("unreachable: the loop returns or raises")
     except httpx.HTTPError as exc:
         raise _translated(exc, action) from exc
     except TimeoutError:
@@ -244,49 +288,37 @@ async def exchange(
     raise NimTimeout(desc, action=action, may_have_reached_server=True)
 
 
-async def _post_to_hosts(
-    wire: Wire,
-    hosts: Hosts,
-    clock: ServerClock,
-    action: str,
-    fields: Mapping[str, str],
-    upload: Upload | None,
-) -> Answer:
-    for tried in range(1, len(hosts.urls) + 1):
-        base = hosts.current
-        try:
-            return await _post(wire, hosts.action_url(action), clock, action, fields, upload)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            hosts.unreachable(base)
-            if tried == len(hosts.urls):
-                raise
-    raise AssertionError("unreachable: the loop returns or raises")
-
-
-async def _post(
+async def _send_upload(
     wire: Wire,
     url: httpx.URL,
     clock: ServerClock,
     action: str,
     fields: Mapping[str, str],
-    upload: Upload | None,
+    upload: Upload,
 ) -> Answer:
-    if upload is None:
-        return await _send(wire, _form_request(wire, url, fields), clock, action)
     with upload.open() as stream:
         files = {"content": (upload.filename, stream)}
         request = wire.multipart_request(url, dict(fields), files)
-        return await _send(wire, request, clock, action)
+        return await _send(wire.transport_at(url), request, clock, action)
 
 
-async def _send(wire: Wire, request: httpx.Request, clock: ServerClock, action: str) -> Answer:
-    response = await wire.send(request)
+async def _send(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, clock: ServerClock, action: str
+) -> Answer:
+    response = await transport.handle_async_request(request)
+    date, encoded = _headers(response)
     try:
-        body = await _read_capped(response, action)
+        body = await _read_capped(response, action, encoded)
     finally:
-        await response.aclose()
+        stream = response.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            await response.aclose()  # httpx's own error for a sync stream
+        elif not response.is_closed:
+            # What Response.aclose comes to, without its context manager.
+            response.is_closed = True
+            await stream.aclose()
     before = clock.offset
-    clock.observe(_header(response, b"date"))
+    clock.observe(date)
     try:
         return _decode(response.status_code, body, action)
     except ParameterError as error:

@@ -187,7 +187,9 @@ class Pipeline:
             NimConnectionError: No answer came back (after any safe retries).
         """
         # A burst's checks and encoding spread over turns of the event loop.
-        await self._admission.admit()
+        turn = self._admission.enter()
+        if turn is not None:
+            await turn
         fields = endpoint.form(arguments)
         validate(endpoint.action, fields)
         return await self._send(endpoint, fields)
@@ -280,7 +282,11 @@ class Pipeline:
         *,
         bulk: bool = False,
     ) -> T:
-        uploads = [value for value in form.values() if isinstance(value, Upload)]
+        uploads = (
+            [value for value in form.values() if isinstance(value, Upload)]
+            if endpoint.uploads
+            else None
+        )
         upload = uploads[0] if uploads else None
         text = {n: v for n, v in form.items() if isinstance(v, str)} if uploads else form
         fields = cast("dict[str, str]", text)  # a form's values are text or an Upload
@@ -312,7 +318,8 @@ class Pipeline:
                 await self._before_retry(endpoint.action, error, attempt)
 
     async def _take_connection(self, action: str) -> None:
-        """A turn at the connection pool: at most ``max_connections`` requests inside httpx.
+        """Wait for a turn at the connection pool: at most ``max_connections`` requests
+        inside httpx (the caller tried `acquire_nowait` first).
 
         Two thousand calls queued inside httpx's pool make every release scan
         them all and can stall the event loop for seconds; queued here they
@@ -320,17 +327,14 @@ class Pipeline:
         queued leaves it in O(1). The caller gives the turn back.
         """
         try:
-            self._connections.acquire_nowait()
-        except anyio.WouldBlock:
-            try:
-                with anyio.fail_after(self._pool_timeout):
-                    await self._connections.acquire()
-            except TimeoutError:
-                raise NimTimeout(
-                    f"no pooled connection became free within {self._pool_timeout:g} s",
-                    action=action,
-                    may_have_reached_server=False,
-                ) from None
+            with anyio.fail_after(self._pool_timeout):
+                await self._connections.acquire()
+        except TimeoutError:
+            raise NimTimeout(
+                f"no pooled connection became free within {self._pool_timeout:g} s",
+                action=action,
+                may_have_reached_server=False,
+            ) from None
 
     def _limits(self, action: str) -> ActionLimits | None:
         return None if self.rate_limits is None else self.rate_limits.for_action(action)
@@ -392,7 +396,10 @@ class Pipeline:
             async with slot:
                 if self._lifecycle.closed:
                     raise _closed(action)
-                await self._take_connection(action)
+                try:
+                    self._connections.acquire_nowait()
+                except anyio.WouldBlock:
+                    await self._take_connection(action)
                 try:
                     sent_at = time.perf_counter()
                     if on_send is not None:

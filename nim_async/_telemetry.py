@@ -18,7 +18,10 @@ traceback at WARNING, the rest at DEBUG.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Telemetry", "telemetry"]
@@ -56,6 +59,7 @@ class _OpenTelemetry(Telemetry):
         "_calls",
         "_configured_once",
         "_failures",
+        "_maybe_set",
         "_metrics",
         "_proxy_meter_provider",
         "_rate_limited",
@@ -73,6 +77,7 @@ class _OpenTelemetry(Telemetry):
         self._configured_once = False
         self._failures = 0
         self._proxy_meter_provider = _proxy_meter_provider()
+        self._maybe_set = _provider_maybe_set()
         self._tracer = trace.get_tracer(_INSTRUMENTATION, version("nim-async"))
         meter = metrics.get_meter(_INSTRUMENTATION, version("nim-async"))
         self._calls = meter.create_counter(
@@ -102,7 +107,8 @@ class _OpenTelemetry(Telemetry):
     ) -> None:
         """See `Telemetry.attempt`; never raises."""
         try:
-            self._record_attempt(action, attempt, base, started_ns, waited, outcome)
+            if self._configured():
+                self._record_attempt(action, attempt, base, started_ns, waited, outcome)
         except Exception:
             self._failed(action)
 
@@ -115,8 +121,6 @@ class _OpenTelemetry(Telemetry):
         waited: float | None,
         outcome: object,
     ) -> None:
-        if not self._configured():
-            return
         import urllib.parse
 
         url = f"{base}{action}.action"
@@ -157,6 +161,8 @@ class _OpenTelemetry(Telemetry):
         # The API alone hands out no-op providers: building spans for them is waste.
         # A provider, once set, stays (the API sets each global once).
         if not self._configured_once:
+            if not self._maybe_set():
+                return False
             no_tracing = isinstance(
                 self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
             )
@@ -202,6 +208,34 @@ def _proxy_meter_provider() -> type | None:
     except (ImportError, AttributeError):
         return None
     return proxy
+
+
+def _provider_maybe_set() -> Callable[[], bool]:
+    """A cheap test that is False only while neither global provider can be set.
+
+    The API's getters look up two environment variables at every call until a
+    provider is set: most of the cost of a call when OpenTelemetry is installed
+    but not configured. When neither variable names a provider as the client
+    starts recording, only code can set one, and the API's globals say whether
+    it did; when one does, the getters decide at every call.
+    """
+    trace_api = sys.modules.get("opentelemetry.trace")
+    metrics_api = sys.modules.get("opentelemetry.metrics._internal")
+    named = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+    if trace_api is None or metrics_api is None or any(name in os.environ for name in named):
+        return lambda: True
+    # The API's private globals: should they move, every call takes the full check.
+    unknown = object()
+    if (
+        getattr(trace_api, "_TRACER_PROVIDER", unknown) is unknown
+        or getattr(metrics_api, "_METER_PROVIDER", unknown) is unknown
+    ):
+        return lambda: True
+
+    def maybe_set() -> bool:
+        return trace_api._TRACER_PROVIDER is not None or metrics_api._METER_PROVIDER is not None
+
+    return maybe_set
 
 
 _NO_TELEMETRY = Telemetry()

@@ -25,13 +25,14 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["KEEPALIVE_EXPIRY", "AiohttpTransport", "translated_aiohttp_error"]
+__all__ = ["KEEPALIVE_EXPIRY", "AiohttpTransport", "FormRequest", "translated_aiohttp_error"]
 
 # httpx's default: a connection idle this long is closed, not reused.
 KEEPALIVE_EXPIRY = 5.0
 _READ_PIECE = 64 * 1024
 _HTTP_11 = b"HTTP/1.1"
 _HTTP_10 = b"HTTP/1.0"
+_MAX_URLS = 1024
 
 
 def translated_aiohttp_error(exc: BaseException) -> httpx.TransportError:
@@ -62,6 +63,53 @@ def translated_aiohttp_error(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(message)
 
 
+class FormRequest(httpx.Request):
+    """A POST of a ready body whose ``httpx.Headers`` are built only if something reads them.
+
+    httpx.Request's own constructor copies the URL, normalises the headers,
+    and looks for a body to encode and headers to add: all done already here,
+    where the headers are complete. The default transport hands
+    ``text_headers`` to aiohttp as they are (aiohttp takes text), so for it
+    the ``httpx.Headers`` are never built; any other transport reads
+    ``headers`` as from any request. The URL stays the very object given, so
+    the transports can remember what they derive from it.
+
+    Args:
+        url: Where the request goes.
+        text_headers: Every header, Host and Content-Length included.
+        body: The body.
+        extensions: httpx's request extensions (``timeout``).
+    """
+
+    def __init__(
+        self,
+        url: httpx.URL,
+        text_headers: list[tuple[str, str]],
+        body: bytes,
+        extensions: dict[str, Any],
+    ) -> None:
+        self.method = "POST"
+        self.url = url
+        self.text_headers = text_headers
+        self._built: httpx.Headers | None = None
+        self.extensions = extensions
+        self.stream = httpx.ByteStream(body)
+        self.read()  # the bytes as request.content, for transports that read them so
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The headers, as httpx.Request has them."""
+        if self._built is None:
+            # UTF-8, as aiohttp writes text headers (httpx would refuse non-ASCII text).
+            pairs = [(name.encode(), value.encode()) for name, value in self.text_headers]
+            self._built = httpx.Headers(pairs)
+        return self._built
+
+    @headers.setter
+    def headers(self, value: httpx.Headers) -> None:
+        self._built = httpx.Headers(value)
+
+
 class _AnswerStream(httpx.AsyncByteStream):
     """The body of an aiohttp response, read as httpx reads a stream."""
 
@@ -70,15 +118,17 @@ class _AnswerStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        response = self._response
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        length = self._response.content_length
+        if length is not None and length <= _READ_PIECE:
+            # A NIM answer: one read, and no async generator for the event
+            # loop to track and finalise.
+            return _OneRead(self._response)
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
         try:
-            length = response.content_length
-            if length is not None and length <= _READ_PIECE:
-                # A NIM answer: one read, not a loop.
-                yield await response.read()
-                return
-            async for piece in response.content.iter_chunked(_READ_PIECE):
+            async for piece in self._response.content.iter_chunked(_READ_PIECE):
                 yield piece
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise translated_aiohttp_error(exc) from exc
@@ -86,6 +136,27 @@ class _AnswerStream(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Back to the pool if the body was read whole; closed otherwise.
         self._response.release()
+
+
+class _OneRead:
+    """A body of known, small length as an iterator of one piece."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response: aiohttp.ClientResponse | None = response
+
+    def __aiter__(self) -> _OneRead:
+        return self
+
+    async def __anext__(self) -> bytes:
+        response, self._response = self._response, None
+        if response is None:
+            raise StopAsyncIteration
+        try:
+            return await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise translated_aiohttp_error(exc) from exc
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -120,7 +191,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._closed = False
-        self._urls: dict[str, yarl.URL] = {}
+        # By identity: the client's requests carry the URL objects it keeps per action.
+        self._urls: dict[int, tuple[httpx.URL, yarl.URL]] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -144,11 +216,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _url(self, url: httpx.URL) -> yarl.URL:
         # A client sends to a few dozen URLs: each is parsed once.
-        text = str(url)
-        parsed = self._urls.get(text)
-        if parsed is None:
-            parsed = self._urls[text] = yarl.URL(text, encoded=True)
-        return parsed
+        known = self._urls.get(id(url))
+        if known is None or known[0] is not url:
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()  # someone else's URLs, each new: start afresh
+            known = self._urls[id(url)] = (url, yarl.URL(str(url), encoded=True))
+        return known[1]
 
     def _timeout(self, phases: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
         connect, read = phases.get("connect"), phases.get("read")
@@ -170,16 +243,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data = request.content or None
         except httpx.RequestNotRead:
             data = request.stream  # a streamed form or a multipart upload
+        headers: list[tuple[str, str]]
+        if isinstance(request, FormRequest) and request._built is None:
+            headers = request.text_headers  # nobody has changed them: a plain form
+        else:
+            headers = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in request.headers.raw
+                # aiohttp frames a body of unknown length itself.
+                if name.lower() != b"transfer-encoding"
+            ]
         try:
             response = await session.request(
                 request.method,
                 self._url(request.url),
-                headers=[
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in request.headers.raw
-                    # aiohttp frames a body of unknown length itself.
-                    if name.lower() != b"transfer-encoding"
-                ],
+                headers=headers,
                 data=data,
                 allow_redirects=False,
                 compress=None,

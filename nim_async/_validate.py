@@ -373,7 +373,8 @@ def validate(
             and the value's size.
     """
     for parameter, value in form.items():
-        if isinstance(value, str) and (only is None or parameter in only):
+        # ASCII (nearly every value) encodes: no call to look further.
+        if isinstance(value, str) and not value.isascii() and (only is None or parameter in only):
             _check_utf8(parameter, value)
     parameters = tuple(form if only is None else (name for name in form if name in only))
     for rule in _rules_for(action, parameters):

@@ -20,13 +20,17 @@ from urllib.request import getproxies
 
 import httpx
 
-from ._transport import AiohttpTransport
+from ._transport import AiohttpTransport, FormRequest
 
 __all__ = ["Wire", "default_routes", "environment_proxies"]
 
 # As httpx.AsyncClient asks (httpx decodes both); HTTP/1.1 keeps connections
 # alive without a Connection header.
-_ACCEPT_ENCODING = (b"Accept-Encoding", b"gzip, deflate")
+_ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate")
+# A URL, its Host header and its transport.
+_Known = tuple[httpx.URL, tuple[str, str], httpx.AsyncBaseTransport]
+# More URLs than a client's actions times its hosts: someone else's URLs; start afresh.
+_MAX_HOSTS = 1024
 
 
 class Wire:
@@ -43,6 +47,7 @@ class Wire:
 
     __slots__ = (
         "_chosen",
+        "_hosts",
         "_routes",
         "_signature",
         "_static",
@@ -57,7 +62,7 @@ class Wire:
         *,
         routes: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         timeout: httpx.Timeout,
-        signature: Callable[[], list[tuple[bytes, bytes]]],
+        signature: Callable[[], list[tuple[str, str]]],
         user_agent: str,
     ) -> None:
         self.transport = transport
@@ -68,8 +73,12 @@ class Wire:
             key=lambda pair: pair[0].priority,
         )
         self._chosen: dict[tuple[str, str, int | None], httpx.AsyncBaseTransport] = {}
-        agent = (b"User-Agent", user_agent.encode())
-        self._static = [_ACCEPT_ENCODING, agent]
+        # Headers as text: what aiohttp takes, and httpx encodes as it would bytes.
+        self._static = [_ACCEPT_ENCODING, ("User-Agent", user_agent)]
+        # The Host header and transport of each URL requests go to (Hosts keeps
+        # one URL object per action and host), keyed by identity: hashing an
+        # httpx.URL formats it, and httpx.Request copies it.
+        self._hosts: dict[int, _Known] = {}
 
     @property
     def timeout(self) -> httpx.Timeout:
@@ -90,39 +99,47 @@ class Wire:
             chosen = self._chosen[key] = next(matching, self.transport)
         return chosen
 
+    def _known(self, url: httpx.URL) -> _Known:
+        known = self._hosts.get(id(url))
+        if known is None or known[0] is not url:
+            if len(self._hosts) >= _MAX_HOSTS:
+                self._hosts.clear()
+            known = (url, ("Host", _host(url)), self.transport_for(url))
+            self._hosts[id(url)] = known
+        return known
+
+    def transport_at(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """`transport_for`, remembered for the very ``url`` object (not a copy of it)."""
+        return self._known(url)[2]
+
     def form_request(
         self,
         url: httpx.URL,
         content: bytes | AsyncIterable[bytes],
         *,
-        content_type: bytes,
+        content_type: str,
         length: int,
     ) -> httpx.Request:
         """A signed POST of a form body: bytes, or pieces with their total ``length``."""
+        extensions = {"timeout": self._timeouts}
         headers = [
-            (b"Host", _host(url)),
+            self._known(url)[1],
             *self._static,
             *self._signature(),
-            (b"Content-Type", content_type),
-            (b"Content-Length", str(length).encode()),
+            ("Content-Type", content_type),
+            ("Content-Length", str(length)),
         ]
-        extensions = {"timeout": self._timeouts}
         if isinstance(content, bytes):
-            # A ready stream skips httpx's body encoding and header defaults
-            # (set above): a third of httpx's cost per request.
-            stream = httpx.ByteStream(content)
-            request = httpx.Request(
-                "POST", url, headers=headers, stream=stream, extensions=extensions
-            )
-            request.read()  # the bytes as request.content, for transports that read them so
-            return request
-        return httpx.Request("POST", url, headers=headers, content=content, extensions=extensions)
+            return FormRequest(url, headers, content, extensions)
+        return httpx.Request(
+            "POST", url, headers=_utf8(headers), content=content, extensions=extensions
+        )
 
     def multipart_request(
         self, url: httpx.URL, fields: dict[str, str], files: dict[str, tuple[str, IO[bytes]]]
     ) -> httpx.Request:
         """A signed multipart POST: httpx encodes the fields and streams the files."""
-        headers = [*self._static, *self._signature()]
+        headers = _utf8([*self._static, *self._signature()])
         extensions = {"timeout": self._timeouts}
         return httpx.Request(
             "POST", url, headers=headers, data=fields, files=files, extensions=extensions
@@ -144,9 +161,14 @@ class Wire:
             await transport.aclose()
 
 
-def _host(url: httpx.URL) -> bytes:
+def _utf8(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # httpx encodes text headers as ASCII and refuses the rest; aiohttp writes UTF-8.
+    return [(name.encode(), value.encode()) for name, value in headers]
+
+
+def _host(url: httpx.URL) -> str:
     # What httpx.Request puts in Host: the port only when it is not the scheme's default.
-    return url.netloc
+    return url.netloc.decode("ascii")
 
 
 class _Pattern:
