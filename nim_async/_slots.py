@@ -38,7 +38,7 @@ import anyio.lowlevel
 from ._errors import LimiterUnavailable, SlotTimeout
 from ._limits import WaitBound, current_wait_bound
 
-__all__ = ["SlotQueue", "SlotStore"]
+__all__ = ["SlotQueue", "SlotStore", "slot_timeout"]
 
 # The holds of this many waiters at the front are read for one request: no
 # budget we know of admits more in one window.
@@ -352,20 +352,21 @@ class SlotQueue:
             ticket.too_far = distance
             ticket.woken.set()
         if own.too_far is not None:
-            raise _slot_timeout(own.too_far)
+            raise slot_timeout(own.too_far)
 
 
 def _raise_if_ended(ticket: _Ticket) -> None:
     """Raise what ended the wait of ``ticket`` without a slot, if anything did."""
     if ticket.too_far is not None:
-        raise _slot_timeout(ticket.too_far)
+        raise slot_timeout(ticket.too_far)
     if ticket.failure is not None:
         raise LimiterUnavailable(
             f"{ticket.failure} (met by a waiter ahead of this one); nothing was sent"
         )
 
 
-def _slot_timeout(distance: float) -> SlotTimeout:
+def slot_timeout(distance: float) -> SlotTimeout:
+    """The refusal of a bounded waiter whose slot frees ``distance`` seconds from now."""
     return SlotTimeout(
         f"no rate-limit slot frees within {distance:.3g} s; it was not sent", retry_after=distance
     )

@@ -679,3 +679,74 @@ async def test_a_near_slot_in_redis_is_waited_for(redis_url: str) -> None:
     await limiter.aclose()
     assert [call.code for call in emulator.calls] == [200, 200]
     assert emulator.calls[1].at - emulator.calls[0].at >= 0.3 - CLOCKS
+
+
+async def test_slots_taken_ahead_far_from_redis_never_overlap_more_than_calls(
+    redis_url: str,
+) -> None:
+    """Redis 10 ms away, three limiters (as three processes), 5 per 0.2 s, 40 calls: at
+    no call's start do five others hold their slots (from their start until per after
+    their answer), though slots are taken before they free and their waiters sleep until then."""
+    per = 0.2
+    budget = nim.ActionLimits((nim.Rate(5, per),), block=0)
+    held: list[tuple[float, float]] = []
+    async with _switchable(redis_url) as switch:
+        switch.delay = 0.005
+        limiters = [nim.RedisLimiter(switch.url, prefix="ahead") for _ in range(3)]
+
+        async def call(limiter: nim.RedisLimiter) -> None:
+            async with limiter.slot("app:a", budget, hold=5):
+                started = time.monotonic()
+                await anyio.sleep(0.01)
+                held.append((started, time.monotonic()))
+
+        with anyio.fail_after(HANG_BOUND * 5):
+            async with anyio.create_task_group() as group:
+                for number in range(40):
+                    group.start_soon(call, limiters[number % 3])
+        for limiter in limiters:
+            await limiter.aclose()
+    assert len(held) == 40
+    for start, _ in held:
+        others = [other for other in held if other[0] < start and start < other[1] + per - CLOCKS]
+        assert len(others) < 5
+
+
+async def test_a_slot_taken_ahead_and_given_up_goes_back_to_the_slot_it_replaced(
+    redis_url: str,
+) -> None:
+    """One call per second, Redis 50 ms away: a waiter given the slot ahead of its end, and
+    cancelled while it sleeps until then, leaves Redis as it found it, the one slot ending
+    when it did; a waiter after it gets that slot."""
+    budget = nim.ActionLimits((nim.Rate(1, 1.0),), block=0)
+    key = "back:app:b:1/1000000"
+    async with _switchable(redis_url) as switch:
+        switch.delay = 0.025
+        limiter = nim.RedisLimiter(switch.url, prefix="back")
+        async with limiter.slot("app:b", budget, hold=5):
+            pass
+        observer = aioredis.Redis.from_url(redis_url)
+        (end,) = await _slot_ends(observer, key)
+        entered: list[str] = []
+
+        async def impatient(scope: anyio.CancelScope) -> None:
+            with scope:
+                async with limiter.slot("app:b", budget, hold=5):
+                    entered.append("impatient")
+
+        scope = anyio.CancelScope()
+        with anyio.fail_after(HANG_BOUND):
+            async with anyio.create_task_group() as group:
+                group.start_soon(impatient, scope)
+                # Taken ahead: the one entry now ends at the old end + hold + per.
+                while (await _slot_ends(observer, key))[0] == end:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+                scope.cancel()
+        assert await _slot_ends(observer, key) == [end]
+        with anyio.fail_after(HANG_BOUND):
+            async with limiter.slot("app:b", budget, hold=5):
+                entered.append("patient")
+                assert time.time() >= end / 1_000_000 - CLOCKS
+        await observer.aclose()
+        await limiter.aclose()
+    assert entered == ["patient"]
