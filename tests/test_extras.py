@@ -10,6 +10,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _python(
+    script: str, *, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter from the checkout, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env=env,
+    )
+
+
 # ``sys.modules[name] = None`` makes ``import name`` raise ModuleNotFoundError, as an
 # uninstalled package does, so the real import path runs.
 _SCRIPT = """
@@ -34,14 +50,7 @@ except ModuleNotFoundError as error:
 )
 def test_a_missing_redis_extra_is_named(feature: str, use: str) -> None:
     """Without redis-py, the Redis features name the extra and how to install it."""
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT.format(use=use)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = _python(_SCRIPT.format(use=use), check=True)
     message, cause = done.stdout.splitlines()
     assert message == (
         f"{feature} needs the 'redis' extra: pip install 'nim-async[redis]' "
@@ -61,14 +70,7 @@ def test_callback_dependency_without_starlette_names_the_extra() -> None:
         "except ModuleNotFoundError as error:\n"
         "    print(error)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = _python(script, check=True)
     assert done.stdout.startswith(
         "callback_dependency needs the 'emulator' extra: pip install 'nim-async[emulator]'"
     )
@@ -93,15 +95,7 @@ def test_the_command_line_names_the_redis_extra_for_redis() -> None:
         "from nim_async._cli import main\n"
         "main(['send', 'alice', 'bob', 'hi', '--redis', 'redis://127.0.0.1:1'])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"NIM_APP_KEY": "key", "NIM_APP_SECRET": "secret", "PATH": ""},
-    )
+    done = _python(script, env={"NIM_APP_KEY": "key", "NIM_APP_SECRET": "secret", "PATH": ""})
     assert done.returncode == 2, done.stderr
     assert "--redis: RedisLimiter needs the 'redis' extra" in done.stderr
     assert "Traceback" not in done.stderr
