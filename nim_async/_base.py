@@ -49,7 +49,7 @@ __all__ = [
     "BaseClient",
 ]
 
-# The seeds' address, the default (facts: "Base URLs"; the seeds win for defaults).
+# NetEase's documented address (接口概述, "Base URLs"): the default.
 CHINA_URL = "https://api.netease.im/nimserver/"
 OVERSEAS_URL = "https://api-sg.netease.im/nimserver/"
 # What both official server SDKs address today, with their backups, in the

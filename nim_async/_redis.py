@@ -58,7 +58,7 @@ logger = logging.getLogger("nim_async")
 # at most per from now), one in flight not before its provisional end nor
 # before per from now (its answer has not come).
 # A new slot is provisional: it frees at start + hold + per, so a worker that
-# dies mid-call cannot leak capacity for ever (DESIGN §3). Release rewrites it
+# dies mid-call cannot leak capacity for ever (the rate-limit rule above). Release rewrites it
 # to answer + per.
 _ACQUIRE = """
 local t = redis.call('TIME')

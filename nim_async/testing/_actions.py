@@ -492,7 +492,7 @@ ACTIONS: Mapping[str, Handler] = {
     "msg/broadcastMsg": broadcast,
     "msg/delMsgOneWay": delete_one_way,
     "msg/delRoamSession": delete_roam_session,
-    # Java SDK MessageV1UrlContext: the four actions the seeds do not cover.
+    # Java SDK MessageV1UrlContext: the four actions NetEase's 消息功能 page does not cover.
     "msg/markReadMsg": mark_read,
     "msg/markReadTeamMsg": mark_read_team,
     "msg/delMsg": delete_message,

@@ -59,7 +59,7 @@ def auth_problem(
     if not given:
         return "missing CheckSum header"
     expected = checksum(app_secret, nonce, cur_time)
-    # Case matters: the facts file says lowercase hex, and so does this check.
+    # Case matters: NetEase's 接口概述 says lowercase hex, and so does this check.
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         return "CheckSum header does not match sha1(AppSecret + Nonce + CurTime)"
     return None

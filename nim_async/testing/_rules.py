@@ -69,7 +69,7 @@ def _req(param: str, rule: Rule | FileBytes | None = None) -> Row:
 _ACCID = MaxChars(32)  # every accid and tid: "最大32字符"
 _BOOL = OneOf(("true", "false"))
 _PUSH = MaxChars(500)  # pushcontent: "最长500个字符"
-# payload: the seeds say "不能超过2k字符" (seeds/003) and "2000 characters" (seeds/000);
+# payload: NetEase's 消息功能 pages say "不能超过2k字符" and "2000 characters";
 # NetEase's official server SDKs give the exact figure, "不能超过 2048 字符", in the Java
 # SDK's SendMessageRequestV1, SendBatchMessageRequestV1, RecallMessageRequestV1,
 # SendAttachMsgRequestV1 and SendBatchAttachMsgRequestV1 (yunxin-server-sdk-java,
@@ -152,7 +152,8 @@ _DOCUMENTED: Mapping[str, tuple[Row, ...]] = {
         Row("pushcontent", _PUSH),
         Row("payload", _PAYLOAD),
         Row("ext", MaxChars(1024)),
-        # The seed gives sendMsg's force-push list and text no limits (unlike sendAttachMsg's).
+        # NetEase's 消息功能 page gives sendMsg's force-push list and text no limits
+        # (unlike sendAttachMsg's).
         Row("forcepushlist", StrList(None, item_chars=32)),
         Row("forcepushcontent"),
         Row("forcepushall", _BOOL),

@@ -14,7 +14,7 @@ import attrs
 
 __all__ = ["Answer", "Request", "html_error", "nim_answer", "nim_error"]
 
-# The "code" descriptions of the facts file's status table, for injected faults.
+# The "code" descriptions of NetEase's 状态码 (status codes) table, for injected faults.
 CODE_TEXT: Mapping[int, str] = {
     403: "illegal operation or no permission",
     404: "object not found",

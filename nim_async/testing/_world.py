@@ -25,7 +25,8 @@ from ._wire import Answer, nim_error
 
 __all__ = ["World"]
 
-# Ids shaped like the seeds' examples: msgid 1200510468189, broadcastId 48174937359009.
+# Ids shaped like the examples of NetEase's 消息功能 page: msgid 1200510468189,
+# broadcastId 48174937359009.
 _FIRST_MSGID = 1_200_510_468_189
 _FIRST_BROADCAST_ID = 48_174_937_359_009
 # Custom notifications' server ids, shaped like the msgidServer "373171" of a CUSTOM_TEAM
